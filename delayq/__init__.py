@@ -1,0 +1,38 @@
+"""delayq: a delayed-job queue whose every operation is one atomic Lua script in Redis.
+
+    import redis
+    from delayq import Queue
+
+    q = Queue(redis.Redis(), "emails")
+    q.enqueue(b"payload", delay=30)
+    for job in q.dequeue(batch=100, lock_ttl=30):
+        q.ack(job)
+
+``delayq.aio.Queue`` is the asyncio twin.
+"""
+
+from ._core import MAX_BATCH, MAX_DELAY_S, MAX_ID_BYTES, MAX_LOCK_TTL_S, MAX_NAME_LENGTH, MAX_PAYLOAD_BYTES
+from ._errors import DelayqError, InvalidArgument, InvalidType, ScriptError
+from ._sync import Queue
+from ._types import DeadJob, Job, PendingJob, QueueStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_DELAY_S",
+    "MAX_ID_BYTES",
+    "MAX_LOCK_TTL_S",
+    "MAX_NAME_LENGTH",
+    "MAX_PAYLOAD_BYTES",
+    "DeadJob",
+    "DelayqError",
+    "InvalidArgument",
+    "InvalidType",
+    "Job",
+    "PendingJob",
+    "Queue",
+    "QueueStats",
+    "ScriptError",
+    "__version__",
+]

@@ -1,0 +1,455 @@
+"""The no-I/O core shared by the sync and the async queue.
+
+Every queue operation is a generator that yields :class:`Call` objects (a script,
+its keys and its arguments) and receives each call's raw reply; its return value
+is the operation's typed result. Validation happens before the first yield, so a
+bad argument raises before anything is sent. The sync and async queues only drive
+these generators (see ``_drive`` in each), so they share everything but the I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, Union
+from uuid import uuid4
+
+from ._errors import InvalidArgument, InvalidType, ScriptError
+from ._scripts import SCRIPTS, Script
+from ._types import DeadJob, Job, PendingJob, QueueStats
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_DELAY_S",
+    "MAX_ID_BYTES",
+    "MAX_LOCK_TTL_S",
+    "MAX_NAME_LENGTH",
+    "MAX_PAYLOAD_BYTES",
+    "SCRIPT_KEYS",
+    "Call",
+    "DequeueResult",
+    "Op",
+    "QueueCore",
+    "check_client",
+    "script_error",
+    "to_ms",
+]
+
+T = TypeVar("T")
+
+MAX_NAME_LENGTH = 200
+"""Longest queue name or key prefix, in characters."""
+MAX_ID_BYTES = 1024
+"""Longest job id, in UTF-8 bytes."""
+MAX_BATCH = 1000
+"""Most jobs one script call handles: dequeue batch, ack_many, peek and dead_letters limits.
+enqueue_many accepts more and sends them 1000 to a call."""
+MAX_DELAY_S = 10 * 365 * 24 * 3600
+"""Longest delay: ten years, in seconds."""
+MAX_LOCK_TTL_S = 12 * 3600
+"""Longest lock ttl: twelve hours, as for SQS's visibility timeout (extend keeps longer jobs)."""
+MAX_PAYLOAD_BYTES = 512 * 1024 * 1024
+"""Largest payload: Redis's own limit for one string."""
+
+Duration = Union[float, timedelta]
+Payload = Union[bytes, bytearray, memoryview, str]
+
+SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
+    "enqueue": ("due", "payload"),
+    "dequeue": ("due", "lease", "payload", "attempts", "token", "dead", "errors"),
+    "ack": ("lease", "payload", "attempts", "token", "errors"),
+    "nack": ("due", "lease", "attempts", "token", "dead", "errors"),
+    "extend": ("lease", "token"),
+    "cancel": ("due", "lease", "payload", "attempts", "token", "dead", "errors"),
+    "reschedule": ("due", "lease", "token"),
+    "peek": ("due", "lease", "payload", "attempts"),
+    "stats": ("due", "lease", "dead"),
+    "purge": ("due", "lease", "dead", "payload", "attempts", "token", "errors"),
+    "dead_letters": ("dead", "payload", "attempts", "errors"),
+    "redrive": ("dead", "due", "attempts", "errors"),
+}
+"""The keys each script takes, in KEYS order, by role; each role is one key of the queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One script call: EVALSHA script.sha len(keys) *keys *args."""
+
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[bytes | str | int, ...]
+
+
+Op = Generator[Call, Any, T]
+"""An operation: yields calls, is sent their replies, returns the result."""
+
+
+@dataclass(frozen=True, slots=True)
+class DequeueResult:
+    """Everything one dequeue script call reports."""
+
+    now_ms: int
+    next_ms: int | None
+    acked: int
+    dead_lettered: int
+    jobs: list[Job]
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _check_int(value: object, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidType(f"{what} must be an int, got {value!r} ({type(value).__name__})")
+    if not low <= value <= high:
+        raise InvalidArgument(f"{what} must be between {low} and {high}, got {value!r}")
+    return value
+
+
+def to_ms(value: object, what: str, *, minimum_ms: int, maximum_s: float) -> int:
+    """Convert a duration (seconds as int/float, or a timedelta) to whole ms, rounding up.
+
+    Rounding up means a job is never due earlier than asked, and a lock never
+    shorter.
+
+    Args:
+        value: The duration.
+        what: The argument's name, for the error message.
+        minimum_ms: The smallest accepted result.
+        maximum_s: The largest accepted duration, in seconds.
+
+    Returns:
+        The duration in ms.
+
+    Raises:
+        InvalidType: ``value`` is not a number or a timedelta (a bool is not a number here).
+        InvalidArgument: ``value`` is NaN, infinite, or out of range.
+    """
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidType(f"{what} must be seconds (int or float) or a timedelta, got {value!r} ({type(value).__name__})")
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise InvalidArgument(f"{what} must be a finite number of seconds, got {value!r}")
+    if seconds < 0 or seconds > maximum_s:
+        raise InvalidArgument(f"{what} must be between 0 and {maximum_s:g} seconds, got {value!r}")
+    ms = math.ceil(seconds * 1000)
+    if ms < minimum_ms:
+        raise InvalidArgument(f"{what} must be at least {minimum_ms} ms, got {value!r}")
+    return ms
+
+
+def _check_name(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidType(f"{what} must be a str, got {value!r} ({type(value).__name__})")
+    if not value:
+        raise InvalidArgument(f"{what} must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidArgument(f"{what} must be at most {MAX_NAME_LENGTH} characters, got {len(value)}: {value[:40]!r}...")
+    if "{" in value or "}" in value:
+        raise InvalidArgument(f"{what} must not contain '{{' or '}}' (the queue name is the key's hash tag), got {value!r}")
+    _utf8(value, what)
+    return value
+
+
+def _utf8(value: str, what: str) -> bytes:
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(f"{what} is not valid Unicode text (it cannot be UTF-8 encoded): {value!r}") from exc
+
+
+def _check_id(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidType(f"job id must be a str, got {value!r} ({type(value).__name__})")
+    if not value:
+        raise InvalidArgument("job id must not be empty")
+    if len(_utf8(value, "job id")) > MAX_ID_BYTES:
+        raise InvalidArgument(f"job id must be at most {MAX_ID_BYTES} UTF-8 bytes, got {value[:40]!r}...")
+    return value
+
+
+def _check_payload(value: object) -> bytes:
+    if isinstance(value, str):
+        data = _utf8(value, "payload")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+    else:
+        raise InvalidType(f"payload must be bytes or str, got {type(value).__name__}: {value!r:.80}")
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise InvalidArgument(f"payload must be at most {MAX_PAYLOAD_BYTES} bytes, got {len(data)}")
+    return data
+
+
+def _check_job(value: object) -> Job:
+    if not isinstance(value, Job):
+        raise InvalidType(f"expected a Job returned by dequeue, got {value!r:.80} ({type(value).__name__})")
+    return value
+
+
+def _when(delay: object, at: object) -> tuple[str, int]:
+    """The (mode, ms) pair the scripts take: a delay from the server's now, or an absolute time."""
+    if at is None:
+        return "rel", to_ms(delay, "delay", minimum_ms=0, maximum_s=MAX_DELAY_S)
+    if delay not in (0, None):
+        raise InvalidArgument(f"give delay or at, not both (delay={delay!r}, at={at!r})")
+    if not isinstance(at, datetime):
+        raise InvalidType(f"at must be a datetime, got {at!r} ({type(at).__name__})")
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidArgument(f"at must be timezone-aware (a naive datetime is ambiguous), got {at!r}")
+    ms = math.ceil(at.timestamp() * 1000)
+    if not 0 <= ms <= 2**52:
+        raise InvalidArgument(f"at is out of range: {at!r}")
+    return "abs", ms
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _blob(value: bytes | str) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# ---------------------------------------------------------------- the core
+
+
+class QueueCore:
+    """A queue's key names and settings, and a generator per operation. Does no I/O.
+
+    Args:
+        name: The queue's name; it becomes the keys' hash tag.
+        prefix: The first part of every key.
+        max_attempts: Claims after which a job that is not acked goes to the dead letters; None = never.
+
+    Raises:
+        InvalidType: A name, prefix or max_attempts of the wrong type.
+        InvalidArgument: An empty or too long name or prefix, braces in either, max_attempts < 1.
+    """
+
+    def __init__(self, name: str, *, prefix: str = "delayq", max_attempts: int | None = None) -> None:
+        self.name = _check_name(name, "queue name")
+        self.prefix = _check_name(prefix, "key prefix")
+        self.max_attempts = None if max_attempts is None else _check_int(max_attempts, "max_attempts", 1, 2**31)
+        base = f"{self.prefix}:{{{self.name}}}"
+        self.keys = {role: f"{base}:{role}" for role in ("due", "lease", "payload", "attempts", "token", "dead", "errors")}
+        self.clock: Callable[[], int] | None = None
+        """TEST ONLY: when set, scripts take "now" (ms) from it instead of the server's TIME."""
+
+    def _call(self, name: str, *args: bytes | str | int) -> Call:
+        return Call(SCRIPTS[name], tuple(self.keys[role] for role in SCRIPT_KEYS[name]), args)
+
+    def _now(self) -> str:
+        return "" if self.clock is None else str(int(self.clock()))
+
+    # -- enqueue
+
+    def enqueue_many(
+        self, payloads: Iterable[Payload], *, delay: Duration = 0, at: datetime | None = None, ids: Sequence[str] | None = None
+    ) -> Op[list[str | None]]:
+        """Validate everything, then store jobs 1000 to a call; see Queue.enqueue_many."""
+        mode, when = _when(delay, at)
+        if isinstance(payloads, (str, bytes, bytearray, memoryview)):
+            raise InvalidType("payloads must be an iterable of payloads, not a single str or bytes")
+        if not isinstance(payloads, Iterable):
+            raise InvalidType(f"payloads must be an iterable of bytes or str, got {type(payloads).__name__}")
+        data = [_check_payload(p) for p in payloads]
+        if ids is None:
+            job_ids = [uuid4().hex for _ in data]
+        else:
+            if isinstance(ids, str) or not isinstance(ids, Sequence):
+                raise InvalidType(f"ids must be a sequence of str, got {ids!r:.80}")
+            job_ids = [_check_id(i) for i in ids]
+            if len(job_ids) != len(data):
+                raise InvalidArgument(f"ids has {len(job_ids)} items but payloads has {len(data)}")
+        return self._enqueue(mode, when, job_ids, data)
+
+    def _enqueue(self, mode: str, when: int, job_ids: list[str], data: list[bytes]) -> Op[list[str | None]]:
+        result: list[str | None] = [None] * len(job_ids)
+        # an id repeated within one call is stored once: the first occurrence wins
+        first: dict[str, int] = {}
+        for index, job_id in enumerate(job_ids):
+            first.setdefault(job_id, index)
+        order = sorted(first.values())
+        for chunk in _chunks(order, MAX_BATCH):
+            args: list[bytes | str | int] = [mode, when, self._now()]
+            for index in chunk:
+                args += (job_ids[index], data[index])
+            stored = yield self._call("enqueue", *args)
+            for index, flag in zip(chunk, stored, strict=True):
+                if int(flag) == 1:
+                    result[index] = job_ids[index]
+        return result
+
+    def enqueue(
+        self, payload: Payload, *, delay: Duration = 0, at: datetime | None = None, id: str | None = None
+    ) -> Op[str | None]:
+        """Validate, then store one job; see Queue.enqueue."""
+        many = self.enqueue_many([payload], delay=delay, at=at, ids=None if id is None else [id])
+        return (yield from many)[0]
+
+    # -- claim and settle
+
+    def dequeue(self, batch: int, lock_ttl: Duration, done: Iterable[Job] = ()) -> Op[DequeueResult]:
+        """Validate, then ack ``done`` and claim up to ``batch`` jobs in one call; see Queue.dequeue."""
+        _check_int(batch, "batch", 1, MAX_BATCH)
+        ttl = to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)
+        pairs = self._token_pairs(done)
+        prefix = secrets.token_hex(8) + ":"
+        call = self._call("dequeue", batch, ttl, prefix, self.max_attempts or 0, self._now(), len(pairs) // 2, *pairs)
+        reply = yield call
+        return _parse_dequeue(reply, ttl)
+
+    def _token_pairs(self, jobs: Iterable[Job]) -> list[str]:
+        if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
+            raise InvalidType(f"expected an iterable of Job, got {jobs!r:.80}")
+        seen: dict[tuple[str, str], None] = {}
+        for job in jobs:
+            _check_job(job)
+            seen[(job.id, job.token)] = None
+        if len(seen) > MAX_BATCH:
+            raise InvalidArgument(f"at most {MAX_BATCH} jobs can be acked in one call, got {len(seen)}")
+        return [part for pair in seen for part in pair]
+
+    def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
+        """Validate, then ack in one call; see Queue.ack_many."""
+        pairs = self._token_pairs(jobs)
+        if not pairs:
+            return 0
+        return int((yield self._call("ack", self._now(), *pairs)))
+
+    def ack(self, job: Job) -> Op[bool]:
+        """See Queue.ack."""
+        _check_job(job)
+        return (yield from self.ack_many([job])) == 1
+
+    def nack(self, job: Job, delay: Duration = 0, error: str | None = None) -> Op[int]:
+        """Give a job back; returns 0 (lock lost), 1 (due again) or 2 (dead-lettered). See Queue.nack."""
+        _check_job(job)
+        delay_ms = to_ms(delay, "delay", minimum_ms=0, maximum_s=MAX_DELAY_S)
+        if error is not None and not isinstance(error, str):
+            raise InvalidType(f"error must be a str or None, got {error!r:.80}")
+        text = "" if error is None else error
+        _utf8(text, "error")
+        reply = yield self._call("nack", job.id, job.token, delay_ms, self.max_attempts or 0, text, self._now())
+        return int(reply)
+
+    def extend(self, job: Job, lock_ttl: Duration) -> Op[int | None]:
+        """Returns the new expiry in ms, or None if the lock was lost. See Queue.extend."""
+        _check_job(job)
+        ttl = to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)
+        reply = yield self._call("extend", job.id, job.token, ttl, self._now())
+        expiry = int(reply)
+        return expiry if expiry > 0 else None
+
+    # -- manage
+
+    def cancel(self, job_id: str) -> Op[bool]:
+        """See Queue.cancel."""
+        _check_id(job_id)
+        return int((yield self._call("cancel", job_id))) == 1
+
+    def reschedule(self, job_id: str, *, delay: Duration = 0, at: datetime | None = None) -> Op[bool]:
+        """See Queue.reschedule."""
+        _check_id(job_id)
+        mode, when = _when(delay, at)
+        return int((yield self._call("reschedule", job_id, mode, when, self._now()))) == 1
+
+    def peek(self, limit: int) -> Op[list[PendingJob]]:
+        """See Queue.peek."""
+        _check_int(limit, "limit", 1, MAX_BATCH)
+        reply = yield self._call("peek", limit, self._now())
+        return [
+            PendingJob(_text(reply[i]), _blob(reply[i + 1]), int(reply[i + 2]), int(reply[i + 3]))
+            for i in range(0, len(reply), 4)
+        ]
+
+    def stats(self) -> Op[QueueStats]:
+        """See Queue.stats."""
+        ready, delayed, in_flight, dead = yield self._call("stats", self._now())
+        return QueueStats(int(ready), int(delayed), int(in_flight), int(dead))
+
+    def purge(self) -> Op[int]:
+        """See Queue.purge."""
+        total = 0
+        while True:
+            removed = int((yield self._call("purge", MAX_BATCH)))
+            if removed == 0:
+                return total
+            total += removed
+
+    def dead_letters(self, limit: int) -> Op[list[DeadJob]]:
+        """See Queue.dead_letters."""
+        _check_int(limit, "limit", 1, MAX_BATCH)
+        reply = yield self._call("dead_letters", limit)
+        return [
+            DeadJob(
+                _text(reply[i]),
+                _blob(reply[i + 1]),
+                int(reply[i + 2]),
+                int(reply[i + 3]),
+                _text(reply[i + 4]) or None,
+            )
+            for i in range(0, len(reply), 5)
+        ]
+
+    def redrive(self, ids: Iterable[str] | None) -> Op[int]:
+        """See Queue.redrive."""
+        if ids is None:
+            total = 0
+            while True:
+                moved = int((yield self._call("redrive", MAX_BATCH, self._now())))
+                if moved == 0:
+                    return total
+                total += moved
+        if isinstance(ids, str) or not isinstance(ids, Iterable):
+            raise InvalidType(f"ids must be an iterable of str, got {ids!r:.80}")
+        wanted = list(dict.fromkeys(_check_id(i) for i in ids))
+        total = 0
+        for chunk in _chunks(wanted, MAX_BATCH):
+            total += int((yield self._call("redrive", MAX_BATCH, self._now(), *chunk)))
+        return total
+
+
+def _parse_dequeue(reply: list[Any], ttl_ms: int) -> DequeueResult:
+    now_ms = int(reply[0])
+    next_ms = int(reply[1]) if reply[1] not in (b"", "") else None
+    expires = now_ms + ttl_ms
+    jobs = [
+        Job(_text(reply[i]), _blob(reply[i + 1]), int(reply[i + 2]), _text(reply[i + 3]), expires)
+        for i in range(4, len(reply), 4)
+    ]
+    return DequeueResult(now_ms, next_ms, int(reply[2]), int(reply[3]), jobs)
+
+
+def check_client(client: object) -> None:
+    """Reject a redis client that would decode payloads to str (binary payloads would break).
+
+    Raises:
+        InvalidArgument: The client was made with ``decode_responses=True``.
+    """
+    get_encoder = getattr(client, "get_encoder", None)
+    if get_encoder is None:
+        raise InvalidType(
+            f"client must be a redis-py client (redis.Redis, RedisCluster or their asyncio twins), got {client!r:.80}"
+        )
+    if getattr(get_encoder(), "decode_responses", False):
+        raise InvalidArgument(
+            "the redis client decodes replies (decode_responses=True); delayq returns payloads as bytes "
+            "and needs a client made with decode_responses=False"
+        )
+
+
+def script_error(call: Call, queue: str, exc: Exception) -> ScriptError:
+    """The one mapping from a Redis error reply to a delayq exception."""
+    return ScriptError(f"script {call.script.name!r} failed on queue {queue!r}: {exc}")

@@ -1,0 +1,331 @@
+"""The synchronous queue: drives the core's operations over a redis-py client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import redis
+from redis.exceptions import NoScriptError, ResponseError
+
+from ._core import Call, Duration, Op, Payload, QueueCore, check_client, script_error
+from ._types import DeadJob, Job, PendingJob, QueueStats
+
+__all__ = ["Queue"]
+
+T = TypeVar("T")
+
+
+class Queue:
+    """A delayed-job queue stored in Redis under the hash tag ``{name}``.
+
+    Args:
+        client: A ``redis.Redis`` or ``redis.cluster.RedisCluster`` made with
+            ``decode_responses=False`` (the default).
+        name: The queue's name: 1-200 characters, no ``{`` or ``}``.
+        prefix: The first part of every key (``delayq:{name}:due`` ...).
+        max_attempts: A job claimed this many times and not acked goes to the
+            dead letters instead of being delivered again; None = never.
+
+    Raises:
+        InvalidType: ``client``, ``name``, ``prefix`` or ``max_attempts`` of the wrong type.
+        InvalidArgument: A bad name or prefix, ``max_attempts < 1``, or a client
+            with ``decode_responses=True``.
+    """
+
+    def __init__(
+        self, client: redis.Redis | redis.RedisCluster, name: str, *, prefix: str = "delayq", max_attempts: int | None = None
+    ) -> None:
+        check_client(client)
+        self._client = client
+        self._core = QueueCore(name, prefix=prefix, max_attempts=max_attempts)
+
+    @property
+    def name(self) -> str:
+        """The queue's name."""
+        return self._core.name
+
+    def __repr__(self) -> str:
+        return f"Queue({self._core.name!r}, prefix={self._core.prefix!r}, max_attempts={self._core.max_attempts!r})"
+
+    def _execute(self, call: Call) -> Any:
+        """EVALSHA; on NOSCRIPT (restart, failover, SCRIPT FLUSH) load the script and retry once."""
+        client = self._client
+        try:
+            return client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        except NoScriptError:
+            pass
+        except ResponseError as exc:
+            raise script_error(call, self._core.name, exc) from exc
+        try:
+            client.script_load(call.script.source)
+            return client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        except ResponseError as exc:
+            raise script_error(call, self._core.name, exc) from exc
+
+    def _drive(self, op: Op[T]) -> T:
+        try:
+            call = next(op)
+            while True:
+                call = op.send(self._execute(call))
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+
+    def enqueue(self, payload: Payload, *, delay: Duration = 0, at: datetime | None = None, id: str | None = None) -> str | None:
+        """Add a job, due after ``delay`` (or at ``at``) by the server's clock.
+
+        Args:
+            payload: bytes, or str (stored UTF-8 encoded); returned as bytes.
+            delay: Seconds (int/float) or a timedelta, 0 to 10 years; 0 = due now.
+            at: A timezone-aware datetime instead of ``delay``; a past time means due now.
+            id: The job's id (at most 1024 UTF-8 bytes); default a random uuid4 hex.
+
+        Returns:
+            The job's id, or None when a job with that id already exists in this
+            queue (in any state); the existing job is left unchanged.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad payload, delay, at or id; nothing is sent.
+
+        Cost: one round trip, O(log N).
+        """
+        return self._drive(self._core.enqueue(payload, delay=delay, at=at, id=id))
+
+    def enqueue_many(
+        self, payloads: Iterable[Payload], *, delay: Duration = 0, at: datetime | None = None, ids: Sequence[str] | None = None
+    ) -> list[str | None]:
+        """Add many jobs with one due time, one round trip per 1000 jobs.
+
+        Args:
+            payloads: bytes or str payloads.
+            delay: As for :meth:`enqueue`, for every job.
+            at: As for :meth:`enqueue`, for every job.
+            ids: One id per payload, or None for random ids. An id repeated in
+                ``ids`` is stored once (the first one).
+
+        Returns:
+            One entry per payload, in order: its id, or None if not stored because the id exists.
+
+        Raises:
+            InvalidType, InvalidArgument: Any bad payload, id or time; nothing at all is sent.
+
+        Cost: ceil(len/1000) round trips, O(batch log N) each.
+        """
+        return self._drive(self._core.enqueue_many(payloads, delay=delay, at=at, ids=ids))
+
+    def dequeue(self, batch: int = 1, lock_ttl: Duration = 30) -> list[Job]:
+        """Claim up to ``batch`` due jobs, each locked for ``lock_ttl``.
+
+        A claimed job is invisible to other consumers until its lock expires;
+        then it comes due again by itself, with ``attempts`` one higher.
+
+        Args:
+            batch: 1 to 1000 jobs at most.
+            lock_ttl: Seconds or timedelta, 1 ms to 12 hours.
+
+        Returns:
+            The claimed jobs, earliest due first; [] when nothing is due.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad batch or lock_ttl; nothing is sent.
+
+        Cost: one round trip, O(log N + batch) whatever the queue size or jobs in flight.
+        """
+        return self._drive(self._core.dequeue(batch, lock_ttl)).jobs
+
+    def ack_and_dequeue(self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30) -> tuple[int, list[Job]]:
+        """Ack ``done`` and claim the next batch in one round trip, for workers that loop.
+
+        Args:
+            done: Jobs to ack first (as :meth:`ack_many`), at most 1000.
+            batch: As for :meth:`dequeue`.
+            lock_ttl: As for :meth:`dequeue`.
+
+        Returns:
+            (how many of ``done`` were acked, the newly claimed jobs).
+
+        Raises:
+            InvalidType, InvalidArgument: A bad job, batch or lock_ttl; nothing is sent.
+
+        Cost: one round trip, O(log N + batch + len(done)).
+        """
+        result = self._drive(self._core.dequeue(batch, lock_ttl, done))
+        return result.acked, result.jobs
+
+    def ack(self, job: Job) -> bool:
+        """Delete a finished job, if this consumer still holds its lock.
+
+        Args:
+            job: A job returned by :meth:`dequeue`.
+
+        Returns:
+            True if deleted; False if the lock was lost (expired, or the job was
+            cancelled or claimed again), in which case nothing is changed.
+
+        Raises:
+            InvalidType: ``job`` is not a Job.
+
+        Cost: one round trip, O(log L), L = jobs in flight.
+        """
+        return self._drive(self._core.ack(job))
+
+    def ack_many(self, jobs: Iterable[Job]) -> int:
+        """Ack up to 1000 jobs in one round trip.
+
+        Args:
+            jobs: Jobs returned by :meth:`dequeue`; a job given twice counts once.
+
+        Returns:
+            How many were deleted (those whose lock was lost are left alone).
+
+        Raises:
+            InvalidType: An item is not a Job.
+            InvalidArgument: More than 1000 jobs.
+
+        Cost: one round trip, O(batch log L).
+        """
+        return self._drive(self._core.ack_many(jobs))
+
+    def nack(self, job: Job, delay: Duration = 0, *, error: str | None = None) -> bool:
+        """Give a claimed job back, due again after ``delay``.
+
+        With ``max_attempts`` set and reached, the job goes to the dead letters instead.
+
+        Args:
+            job: A job returned by :meth:`dequeue`.
+            delay: Seconds or timedelta, 0 to 10 years.
+            error: Text kept with the job and shown by :meth:`dead_letters`.
+
+        Returns:
+            True if given back (or dead-lettered); False if the lock was lost, nothing changed.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad job, delay or error.
+
+        Cost: one round trip, O(log N).
+        """
+        return self._drive(self._core.nack(job, delay, error)) > 0
+
+    def extend(self, job: Job, lock_ttl: Duration = 30) -> bool:
+        """Keep a long job locked: its lock now expires ``lock_ttl`` from the server's now.
+
+        Args:
+            job: A job returned by :meth:`dequeue`.
+            lock_ttl: Seconds or timedelta, 1 ms to 12 hours.
+
+        Returns:
+            True if extended; False if the lock was already lost (do not ack then:
+            another consumer may have the job).
+
+        Raises:
+            InvalidType, InvalidArgument: A bad job or lock_ttl.
+
+        Cost: one round trip, O(log L).
+        """
+        return self._drive(self._core.extend(job, lock_ttl)) is not None
+
+    def cancel(self, job_id: str) -> bool:
+        """Delete a job in any state, with all its data.
+
+        Args:
+            job_id: The job's id.
+
+        Returns:
+            True if the job was there. A consumer holding it then finds its lock lost.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad id.
+
+        Cost: one round trip, O(log N).
+        """
+        return self._drive(self._core.cancel(job_id))
+
+    def reschedule(self, job_id: str, *, delay: Duration = 0, at: datetime | None = None) -> bool:
+        """Change the due time of a waiting job (not one held by a live lock, not a dead one).
+
+        Args:
+            job_id: The job's id.
+            delay: New delay from now, as for :meth:`enqueue`.
+            at: Or a new absolute time.
+
+        Returns:
+            True if rescheduled; False if the job is absent, in flight or dead.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad id, delay or at.
+
+        Cost: one round trip, O(log N).
+        """
+        return self._drive(self._core.reschedule(job_id, delay=delay, at=at))
+
+    def peek(self, limit: int = 10) -> list[PendingJob]:
+        """Look at the next waiting jobs (ready or delayed), earliest first, without claiming them.
+
+        Args:
+            limit: 1 to 1000.
+
+        Returns:
+            Up to ``limit`` jobs.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad limit.
+
+        Cost: one round trip, O(log N + limit).
+        """
+        return self._drive(self._core.peek(limit))
+
+    def stats(self) -> QueueStats:
+        """Count the jobs by state, atomically, by the server's clock.
+
+        Returns:
+            ready, delayed, in_flight and dead counts.
+
+        Cost: one round trip, O(log N).
+        """
+        return self._drive(self._core.stats())
+
+    def purge(self) -> int:
+        """Delete every job, 1000 per call, so a huge queue never blocks Redis for long.
+
+        Not atomic as a whole: a job enqueued while a purge runs may survive it.
+
+        Returns:
+            How many jobs were deleted.
+
+        Cost: ceil(N/1000) + 1 round trips, O(1000 log N) each.
+        """
+        return self._drive(self._core.purge())
+
+    def dead_letters(self, limit: int = 100) -> list[DeadJob]:
+        """List dead-lettered jobs, oldest death first.
+
+        Args:
+            limit: 1 to 1000.
+
+        Returns:
+            Up to ``limit`` dead jobs with their last error.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad limit.
+
+        Cost: one round trip, O(log D + limit).
+        """
+        return self._drive(self._core.dead_letters(limit))
+
+    def redrive(self, ids: Iterable[str] | None = None) -> int:
+        """Put dead-lettered jobs back in the queue, due now, with attempts and error reset.
+
+        Args:
+            ids: The dead jobs to put back; None = all of them (1000 per call).
+
+        Returns:
+            How many were put back (ids that are not dead are skipped).
+
+        Raises:
+            InvalidType, InvalidArgument: A bad id.
+
+        Cost: one round trip per 1000 jobs.
+        """
+        return self._drive(self._core.redrive(ids))

@@ -1,0 +1,145 @@
+"""The asyncio queue: the same methods as :class:`delayq.Queue`, as coroutines over ``redis.asyncio``.
+
+It drives the same core operations as the sync queue; only the I/O differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import redis.asyncio
+import redis.asyncio.cluster
+from redis.exceptions import NoScriptError, ResponseError
+
+from ._core import Call, Duration, Op, Payload, QueueCore, check_client, script_error
+from ._types import DeadJob, Job, PendingJob, QueueStats
+
+__all__ = ["Queue"]
+
+T = TypeVar("T")
+
+
+class Queue:
+    """The asyncio twin of :class:`delayq.Queue`; every method is documented there.
+
+    Args:
+        client: A ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster``
+            made with ``decode_responses=False``.
+        name: As for :class:`delayq.Queue`.
+        prefix: As for :class:`delayq.Queue`.
+        max_attempts: As for :class:`delayq.Queue`.
+
+    Raises:
+        InvalidType, InvalidArgument: As for :class:`delayq.Queue`.
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster,
+        name: str,
+        *,
+        prefix: str = "delayq",
+        max_attempts: int | None = None,
+    ) -> None:
+        check_client(client)
+        self._client = client
+        self._core = QueueCore(name, prefix=prefix, max_attempts=max_attempts)
+
+    @property
+    def name(self) -> str:
+        """The queue's name."""
+        return self._core.name
+
+    def __repr__(self) -> str:
+        return f"aio.Queue({self._core.name!r}, prefix={self._core.prefix!r}, max_attempts={self._core.max_attempts!r})"
+
+    async def _execute(self, call: Call) -> Any:
+        """EVALSHA; on NOSCRIPT load the script and retry once."""
+        client = self._client
+        try:
+            return await client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        except NoScriptError:
+            pass
+        except ResponseError as exc:
+            raise script_error(call, self._core.name, exc) from exc
+        try:
+            await client.script_load(call.script.source)
+            return await client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        except ResponseError as exc:
+            raise script_error(call, self._core.name, exc) from exc
+
+    async def _drive(self, op: Op[T]) -> T:
+        try:
+            call = next(op)
+            while True:
+                call = op.send(await self._execute(call))
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+
+    async def enqueue(
+        self, payload: Payload, *, delay: Duration = 0, at: datetime | None = None, id: str | None = None
+    ) -> str | None:
+        """See :meth:`delayq.Queue.enqueue`."""
+        return await self._drive(self._core.enqueue(payload, delay=delay, at=at, id=id))
+
+    async def enqueue_many(
+        self, payloads: Iterable[Payload], *, delay: Duration = 0, at: datetime | None = None, ids: Sequence[str] | None = None
+    ) -> list[str | None]:
+        """See :meth:`delayq.Queue.enqueue_many`."""
+        return await self._drive(self._core.enqueue_many(payloads, delay=delay, at=at, ids=ids))
+
+    async def dequeue(self, batch: int = 1, lock_ttl: Duration = 30) -> list[Job]:
+        """See :meth:`delayq.Queue.dequeue`."""
+        return (await self._drive(self._core.dequeue(batch, lock_ttl))).jobs
+
+    async def ack_and_dequeue(self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30) -> tuple[int, list[Job]]:
+        """See :meth:`delayq.Queue.ack_and_dequeue`."""
+        result = await self._drive(self._core.dequeue(batch, lock_ttl, done))
+        return result.acked, result.jobs
+
+    async def ack(self, job: Job) -> bool:
+        """See :meth:`delayq.Queue.ack`."""
+        return await self._drive(self._core.ack(job))
+
+    async def ack_many(self, jobs: Iterable[Job]) -> int:
+        """See :meth:`delayq.Queue.ack_many`."""
+        return await self._drive(self._core.ack_many(jobs))
+
+    async def nack(self, job: Job, delay: Duration = 0, *, error: str | None = None) -> bool:
+        """See :meth:`delayq.Queue.nack`."""
+        return await self._drive(self._core.nack(job, delay, error)) > 0
+
+    async def extend(self, job: Job, lock_ttl: Duration = 30) -> bool:
+        """See :meth:`delayq.Queue.extend`."""
+        return await self._drive(self._core.extend(job, lock_ttl)) is not None
+
+    async def cancel(self, job_id: str) -> bool:
+        """See :meth:`delayq.Queue.cancel`."""
+        return await self._drive(self._core.cancel(job_id))
+
+    async def reschedule(self, job_id: str, *, delay: Duration = 0, at: datetime | None = None) -> bool:
+        """See :meth:`delayq.Queue.reschedule`."""
+        return await self._drive(self._core.reschedule(job_id, delay=delay, at=at))
+
+    async def peek(self, limit: int = 10) -> list[PendingJob]:
+        """See :meth:`delayq.Queue.peek`."""
+        return await self._drive(self._core.peek(limit))
+
+    async def stats(self) -> QueueStats:
+        """See :meth:`delayq.Queue.stats`."""
+        return await self._drive(self._core.stats())
+
+    async def purge(self) -> int:
+        """See :meth:`delayq.Queue.purge`."""
+        return await self._drive(self._core.purge())
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadJob]:
+        """See :meth:`delayq.Queue.dead_letters`."""
+        return await self._drive(self._core.dead_letters(limit))
+
+    async def redrive(self, ids: Iterable[str] | None = None) -> int:
+        """See :meth:`delayq.Queue.redrive`."""
+        return await self._drive(self._core.redrive(ids))

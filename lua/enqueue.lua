@@ -1,0 +1,54 @@
+--[[ enqueue: store new jobs and schedule them; an id that already exists is left alone.
+KEYS[1] due      (zset)  job id -> due time, ms since epoch (server clock)
+KEYS[2] payload  (hash)  job id -> payload bytes
+ARGV[1] mode     "rel": ARGV[2] is a delay from the server's now; "abs": an absolute time
+ARGV[2] when     (ms)    delay or absolute due time, an integer
+ARGV[3] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[4..]        (id, payload) pairs, at most 1000 pairs (the client's batch cap)
+Returns: array of integers, one per pair in order: 1 = stored, 0 = the id already
+  exists in this queue (ready, delayed, in flight or dead) and nothing was changed.
+Cost: O(batch * log N), N = jobs in the queue; 3 redis.call per batch.
+Write order: payload before score, so a call stopped half-way can leave an
+  unscheduled payload (invisible, removed by cancel/purge) but never a scheduled
+  job without its payload.
+]]
+local rcall = redis.call
+local due_key, payload_key = KEYS[1], KEYS[2]
+local mode, when, now_arg = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+
+local score
+if mode == 'abs' then
+  score = string.format('%d', when)
+else
+  local now
+  if now_arg ~= '' then
+    now = tonumber(now_arg)
+  else
+    local t = rcall('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  score = string.format('%d', now + when)
+end
+
+local n = (#ARGV - 3) / 2
+local ids = {}
+for i = 1, n do ids[i] = ARGV[2 + 2 * i] end
+local existing = rcall('HMGET', payload_key, unpack(ids))
+
+local result, zargs, hargs = {}, {}, {}
+for i = 1, n do
+  if existing[i] then
+    result[i] = 0
+  else
+    result[i] = 1
+    zargs[#zargs + 1] = score
+    zargs[#zargs + 1] = ids[i]
+    hargs[#hargs + 1] = ids[i]
+    hargs[#hargs + 1] = ARGV[3 + 2 * i]
+  end
+end
+if #hargs > 0 then
+  rcall('HSET', payload_key, unpack(hargs))
+  rcall('ZADD', due_key, unpack(zargs))
+end
+return result

@@ -1,0 +1,47 @@
+--[[ nack: give a claimed job back, due again after a delay, if the caller holds its lock.
+With max_attempts > 0 and the job already claimed that many times, it goes to
+the dead letters instead. An error text, when given, is kept for dead_letters().
+KEYS[1] due      (zset)  job id -> due time ms
+KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
+KEYS[3] attempts (hash)  job id -> times claimed
+KEYS[4] token    (hash)  claimed job id -> token of the current claim
+KEYS[5] dead     (zset)  dead-lettered job id -> time it died ms
+KEYS[6] errors   (hash)  job id -> last error text
+ARGV[1] id
+ARGV[2] token
+ARGV[3] delay        (ms)    from the server's now
+ARGV[4] max_attempts (count) 0 = unlimited
+ARGV[5] error        (string) "" = keep the previous error text
+ARGV[6] now          (ms)    TEST ONLY override of the server clock; "" = use TIME
+Returns: integer: 0 = lock not held (nothing changed), 1 = due again, 2 = dead-lettered.
+Cost: O(log N); at most 8 redis.call.
+]]
+local rcall = redis.call
+local due_key, lease_key, attempts_key, token_key, dead_key, errors_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local id, tok, delay, max_attempts, err, now_arg = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]
+
+local now
+if now_arg ~= '' then
+  now = tonumber(now_arg)
+else
+  local t = rcall('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local exp = rcall('ZSCORE', lease_key, id)
+if rcall('HGET', token_key, id) ~= tok or not exp or tonumber(exp) <= now then
+  return 0
+end
+if err ~= '' then rcall('HSET', errors_key, id, err) end
+local result
+local a = tonumber(rcall('HGET', attempts_key, id)) or 0
+if max_attempts > 0 and a >= max_attempts then
+  rcall('ZADD', dead_key, string.format('%d', now), id)
+  result = 2
+else
+  rcall('ZADD', due_key, string.format('%d', now + delay), id)
+  result = 1
+end
+rcall('ZREM', lease_key, id)
+rcall('HDEL', token_key, id)
+return result

@@ -1,0 +1,51 @@
+--[[ peek: look at the next jobs to be delivered, in due order, without claiming them.
+Waiting jobs are those in `due` and those whose lease has expired (due again
+since their lock expired); jobs held by a live lock and dead jobs are not shown.
+KEYS[1] due      (zset)  job id -> due time ms
+KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
+KEYS[3] payload  (hash)
+KEYS[4] attempts (hash)
+ARGV[1] limit    (count) 1..1000
+ARGV[2] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+Returns: flat array of id, payload, attempts (integer), due_ms (integer string)
+  for each job, at most `limit` jobs, earliest first.
+Cost: O(log N + limit); 4 redis.call.
+]]
+local rcall = redis.call
+local due_key, lease_key, payload_key, attempts_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local limit, now_arg = tonumber(ARGV[1]), ARGV[2]
+
+local now
+if now_arg ~= '' then
+  now = tonumber(now_arg)
+else
+  local t = rcall('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local d = rcall('ZRANGE', due_key, 0, limit - 1, 'WITHSCORES')
+local l = rcall('ZRANGEBYSCORE', lease_key, '-inf', string.format('%d', now), 'WITHSCORES', 'LIMIT', 0, limit)
+-- merge the two sorted lists
+local ids, scores = {}, {}
+local i, j = 1, 1
+while #ids < limit and (i <= #d or j <= #l) do
+  if j > #l or (i <= #d and tonumber(d[i + 1]) <= tonumber(l[j + 1])) then
+    ids[#ids + 1] = d[i]; scores[#scores + 1] = d[i + 1]; i = i + 2
+  else
+    ids[#ids + 1] = l[j]; scores[#scores + 1] = l[j + 1]; j = j + 2
+  end
+end
+local reply = {}
+if #ids > 0 then
+  local payloads = rcall('HMGET', payload_key, unpack(ids))
+  local counts = rcall('HMGET', attempts_key, unpack(ids))
+  for k = 1, #ids do
+    if payloads[k] then
+      reply[#reply + 1] = ids[k]
+      reply[#reply + 1] = payloads[k]
+      reply[#reply + 1] = tonumber(counts[k]) or 0
+      reply[#reply + 1] = string.format('%d', tonumber(scores[k]))
+    end
+  end
+end
+return reply

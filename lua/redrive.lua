@@ -1,0 +1,46 @@
+--[[ redrive: put dead-lettered jobs back, due now, attempts and error reset.
+KEYS[1] dead     (zset)  dead-lettered job id -> time it died ms
+KEYS[2] due      (zset)  job id -> due time ms
+KEYS[3] attempts (hash)
+KEYS[4] errors   (hash)
+ARGV[1] limit    (count) 1..1000, jobs to move at most when no ids are given
+ARGV[2] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[3..]        ids to redrive (at most 1000); none = the oldest `limit` dead jobs
+Returns: integer, jobs moved back (ids that are not dead are skipped).
+Cost: O(batch * log N); at most 6 redis.call.
+]]
+local rcall = redis.call
+local dead_key, due_key, attempts_key, errors_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local limit, now_arg = tonumber(ARGV[1]), ARGV[2]
+
+local now
+if now_arg ~= '' then
+  now = tonumber(now_arg)
+else
+  local t = rcall('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local now_s = string.format('%d', now)
+
+local ids = {}
+if #ARGV > 2 then
+  local asked = {}
+  for i = 3, #ARGV do asked[#asked + 1] = ARGV[i] end
+  local scores = rcall('ZMSCORE', dead_key, unpack(asked))
+  for i = 1, #asked do
+    if scores[i] then ids[#ids + 1] = asked[i] end
+  end
+else
+  ids = rcall('ZRANGE', dead_key, 0, limit - 1)
+end
+if #ids == 0 then return 0 end
+local zargs = {}
+for i = 1, #ids do
+  zargs[#zargs + 1] = now_s
+  zargs[#zargs + 1] = ids[i]
+end
+rcall('ZADD', due_key, unpack(zargs))
+rcall('ZREM', dead_key, unpack(ids))
+rcall('HDEL', attempts_key, unpack(ids))
+rcall('HDEL', errors_key, unpack(ids))
+return #ids

@@ -1,0 +1,39 @@
+--[[ reschedule: change the due time of a job that is waiting (not held by a live lock, not dead).
+A job whose lease has expired counts as waiting: it is moved back to `due`.
+KEYS[1] due      (zset)  job id -> due time ms
+KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
+KEYS[3] token    (hash)  claimed job id -> token
+ARGV[1] id
+ARGV[2] mode     "rel": ARGV[3] is a delay from the server's now; "abs": an absolute time
+ARGV[3] when     (ms)    integer
+ARGV[4] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+Returns: integer, 1 if rescheduled, 0 if the job is not waiting (absent, in flight or dead).
+Cost: O(log N); at most 6 redis.call.
+]]
+local rcall = redis.call
+local due_key, lease_key, token_key = KEYS[1], KEYS[2], KEYS[3]
+local id, mode, when, now_arg = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+
+local now
+if now_arg ~= '' then
+  now = tonumber(now_arg)
+else
+  local t = rcall('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local score = when
+if mode ~= 'abs' then score = now + when end
+score = string.format('%d', score)
+
+if rcall('ZSCORE', due_key, id) then
+  rcall('ZADD', due_key, 'XX', score, id)
+  return 1
+end
+local exp = rcall('ZSCORE', lease_key, id)
+if exp and tonumber(exp) <= now then
+  rcall('ZADD', due_key, score, id)
+  rcall('ZREM', lease_key, id)
+  rcall('HDEL', token_key, id)
+  return 1
+end
+return 0

@@ -1,0 +1,24 @@
+--[[ stats: count the queue's jobs by state, by the server's clock.
+KEYS[1] due      (zset)  job id -> due time ms
+KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
+KEYS[3] dead     (zset)  dead-lettered job id -> time it died ms
+ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+Returns: array of 4 integers: ready (due, not held), delayed (not due yet),
+  in_flight (held by a live lock), dead.
+Cost: O(log N); 6 redis.call.
+]]
+local rcall = redis.call
+local due_key, lease_key, dead_key = KEYS[1], KEYS[2], KEYS[3]
+local now_arg = ARGV[1]
+
+local now
+if now_arg ~= '' then
+  now = tonumber(now_arg)
+else
+  local t = rcall('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local now_s = string.format('%d', now)
+local after = '(' .. now_s
+local ready = rcall('ZCOUNT', due_key, '-inf', now_s) + rcall('ZCOUNT', lease_key, '-inf', now_s)
+return {ready, rcall('ZCOUNT', due_key, after, '+inf'), rcall('ZCOUNT', lease_key, after, '+inf'), rcall('ZCARD', dead_key)}

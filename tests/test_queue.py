@@ -1,0 +1,341 @@
+"""The behaviour suite: runs on fakeredis and a real redis-server, over the sync and the async queue."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from delayq import Job, QueueStats, ScriptError
+from tests.conftest import Env
+from tests.snapshots import snapshot
+
+
+def wait_for(env: Env, q: Any, count: int, *, batch: int = 100, lock_ttl: float = 30, timeout: float = 5) -> list[Job]:
+    """Dequeue until ``count`` jobs came back (or fail after ``timeout`` s)."""
+    got: list[Job] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count:
+        got += q.dequeue(batch, lock_ttl)
+        assert time.monotonic() < deadline, f"only {len(got)} of {count} jobs came due in {timeout}s"
+        time.sleep(0.005)
+    return got
+
+
+def test_nothing_before_due_everything_after(env: Env) -> None:
+    q = env.queue()
+    ids = q.enqueue_many([b"a", b"b", b"c"], delay=0.4)
+    assert q.dequeue(10) == []
+    assert q.stats() == QueueStats(ready=0, delayed=3, in_flight=0, dead=0)
+    time.sleep(0.45)
+    jobs = q.dequeue(10)
+    assert sorted(j.id for j in jobs) == sorted(ids)
+    assert {j.payload for j in jobs} == {b"a", b"b", b"c"}
+    assert all(j.attempts == 1 for j in jobs)
+    assert q.dequeue(10) == []
+
+
+def test_delivered_in_due_order(env: Env) -> None:
+    q = env.queue()
+    q.enqueue(b"late", delay=0.15, id="late")
+    q.enqueue(b"early", delay=0.05, id="early")
+    q.enqueue(b"now", id="now")
+    time.sleep(0.2)
+    assert [j.id for j in q.dequeue(10)] == ["now", "early", "late"]
+
+
+def test_batch_limits_how_many_are_claimed(env: Env) -> None:
+    q = env.queue()
+    q.enqueue_many([str(i) for i in range(25)])
+    first = q.dequeue(10)
+    assert len(first) == 10
+    assert len(q.dequeue(100)) == 15
+    assert q.stats().in_flight == 25
+
+
+def test_same_id_is_stored_once(env: Env) -> None:
+    q = env.queue()
+    assert q.enqueue(b"first", id="order-42", delay=1) == "order-42"
+    assert q.enqueue(b"second", id="order-42") is None
+    assert [(p.id, p.payload) for p in q.peek()] == [("order-42", b"first")]
+    # also while in flight: the id is taken until the job leaves the queue
+    q.reschedule("order-42", delay=0)
+    (job,) = q.dequeue()
+    assert q.enqueue(b"third", id="order-42") is None
+    assert q.ack(job)
+    assert q.enqueue(b"fourth", id="order-42") == "order-42"
+
+
+def test_enqueue_many_ids_and_duplicates(env: Env) -> None:
+    q = env.queue()
+    q.enqueue(b"old", id="x")
+    assert q.enqueue_many([b"1", b"2", b"3", b"4"], ids=["a", "x", "b", "a"]) == ["a", None, "b", None]
+    assert {(p.id, p.payload) for p in q.peek()} == {("x", b"old"), ("a", b"1"), ("b", b"3")}
+    assert q.enqueue_many([]) == []
+
+
+def test_enqueue_many_above_one_call(env: Env) -> None:
+    q = env.queue()
+    ids = q.enqueue_many([f"p{i}" for i in range(2500)])
+    assert len(set(ids)) == 2500 and None not in ids
+    assert q.stats().ready == 2500
+    assert q.purge() == 2500
+
+
+def test_locked_job_is_hidden_until_the_lock_expires(env: Env) -> None:
+    q = env.queue()
+    q.enqueue(b"x", id="j")
+    (job,) = q.dequeue(lock_ttl=0.3)
+    assert job.attempts == 1
+    assert q.dequeue(10) == []
+    assert q.stats() == QueueStats(ready=0, delayed=0, in_flight=1, dead=0)
+    time.sleep(0.35)
+    assert q.stats() == QueueStats(ready=1, delayed=0, in_flight=0, dead=0)
+    (again,) = q.dequeue()
+    assert (again.id, again.payload, again.attempts) == ("j", b"x", 2)
+    assert again.token != job.token
+
+
+def test_stale_token_cannot_touch_the_new_holder(env: Env) -> None:
+    q = env.queue()
+    q.enqueue(b"x", id="j")
+    (old,) = q.dequeue(lock_ttl=0.1)
+    time.sleep(0.15)
+    (new,) = q.dequeue(lock_ttl=30)
+    assert q.ack(old) is False
+    assert q.nack(old) is False
+    assert q.extend(old) is False
+    assert q.ack_many([old]) == 0
+    assert q.stats().in_flight == 1
+    assert q.ack(new) is True
+    assert q.stats().total == 0
+
+
+def test_ack_after_own_lock_expired_is_refused(env: Env) -> None:
+    q = env.queue()
+    q.enqueue(b"x")
+    (job,) = q.dequeue(lock_ttl=0.05)
+    time.sleep(0.08)
+    assert q.ack(job) is False
+    assert q.stats().ready == 1
+
+
+def test_ack_deletes_everything(env: Env) -> None:
+    q = env.queue()
+    q.enqueue_many([b"a", b"b"])
+    jobs = q.dequeue(10)
+    assert q.ack_many(jobs + jobs) == 2
+    assert q.ack(jobs[0]) is False
+    assert snapshot(env.raw, q) == {}
+
+
+def test_nack_makes_the_job_due_again_after_the_delay(env: Env) -> None:
+    q = env.queue()
+    q.enqueue(b"x", id="j")
+    (job,) = q.dequeue()
+    assert q.nack(job, delay=0.2) is True
+    assert q.stats() == QueueStats(ready=0, delayed=1, in_flight=0, dead=0)
+    assert q.dequeue() == []
+    time.sleep(0.25)
+    (again,) = q.dequeue()
+    assert again.attempts == 2
+    assert q.nack(job) is False
+
+
+def test_extend_keeps_the_job_locked(env: Env) -> None:
+    q = env.queue()
+    q.enqueue(b"x")
+    (job,) = q.dequeue(lock_ttl=0.2)
+    time.sleep(0.1)
+    assert q.extend(job, lock_ttl=0.5) is True
+    time.sleep(0.2)
+    assert q.dequeue() == []
+    assert q.ack(job) is True
+
+
+def test_cancel_in_every_state(env: Env) -> None:
+    q = env.queue(max_attempts=1)
+    q.enqueue(b"d", id="dead")
+    (dead,) = q.dequeue()
+    assert q.nack(dead) is True  # attempts 1 == max_attempts: dead-lettered
+    q.enqueue(b"f", id="flight")
+    (held,) = q.dequeue()
+    q.enqueue(b"r", id="ready")
+    q.enqueue(b"x", id="delayed", delay=60)
+    assert q.stats() == QueueStats(ready=1, delayed=1, in_flight=1, dead=1)
+    for job_id in ("ready", "dead", "flight", "delayed"):
+        assert q.cancel(job_id) is True
+    assert q.cancel("ready") is False
+    assert q.ack(held) is False
+    assert snapshot(env.raw, q) == {}
+
+
+def test_reschedule(env: Env) -> None:
+    q = env.queue(max_attempts=1)
+    q.enqueue(b"x", id="j", delay=60)
+    assert q.reschedule("j", delay=0) is True
+    (job,) = q.dequeue(lock_ttl=0.1)
+    assert job.id == "j"
+    assert q.reschedule("j", delay=0) is False  # in flight
+    time.sleep(0.12)
+    assert q.reschedule("j", delay=30) is True  # its lock expired: waiting again
+    assert q.stats() == QueueStats(ready=0, delayed=1, in_flight=0, dead=0)
+    assert q.reschedule("nope") is False
+    at = datetime.now(timezone.utc) - timedelta(seconds=1)
+    assert q.reschedule("j", at=at) is True
+    assert q.dequeue() == []  # claimed once with max_attempts=1: dead-lettered, not delivered
+    assert q.reschedule("j") is False  # dead
+    assert q.stats().dead == 1
+
+
+def test_enqueue_at_absolute_time(env: Env) -> None:
+    q = env.queue()
+    q.enqueue(b"past", at=datetime(2000, 1, 1, tzinfo=timezone.utc), id="past")
+    q.enqueue(b"soon", at=datetime.now(timezone.utc) + timedelta(seconds=0.2), id="soon")
+    assert [j.id for j in q.dequeue(10)] == ["past"]
+    time.sleep(0.25)
+    assert [j.id for j in q.dequeue(10)] == ["soon"]
+
+
+def test_timedelta_delay(env: Env) -> None:
+    q = env.queue()
+    q.enqueue(b"x", delay=timedelta(minutes=5))
+    q.enqueue(b"y", delay=timedelta(0))
+    assert q.stats() == QueueStats(ready=1, delayed=1, in_flight=0, dead=0)
+    late = q.peek()[1]
+    assert late.payload == b"x"
+    assert late.due_ms > time.time() * 1000 + 290_000
+
+
+def test_peek_does_not_claim_and_skips_held_jobs(env: Env) -> None:
+    q = env.queue()
+    q.enqueue(b"b", id="b", delay=60)
+    q.enqueue(b"a", id="a")
+    q.enqueue(b"c", id="c", delay=120)
+    assert [p.id for p in q.peek()] == ["a", "b", "c"]
+    assert [p.id for p in q.peek(2)] == ["a", "b"]
+    assert q.peek()[0].attempts == 0
+    (job,) = q.dequeue()
+    assert [p.id for p in q.peek()] == ["b", "c"]
+    assert job.id == "a"
+    assert q.stats() == QueueStats(ready=0, delayed=2, in_flight=1, dead=0)
+
+
+def test_binary_payloads_round_trip(env: Env) -> None:
+    q = env.queue()
+    blob = bytes(range(256)) * 4 + b"\x00\xff\x00"
+    q.enqueue(blob, id="bin")
+    q.enqueue("héllo ☃", id="text")
+    q.enqueue(bytearray(b"\x00ba"), id="ba")
+    q.enqueue(memoryview(b"mv\x00"), id="mv")
+    got = {j.id: j.payload for j in q.dequeue(10)}
+    assert got == {"bin": blob, "text": "héllo ☃".encode(), "ba": b"\x00ba", "mv": b"mv\x00"}
+
+
+def test_unicode_ids(env: Env) -> None:
+    q = env.queue()
+    assert q.enqueue(b"x", id="заказ-42 ☃ {x}") == "заказ-42 ☃ {x}"
+    (job,) = q.dequeue()
+    assert job.id == "заказ-42 ☃ {x}"
+    assert q.ack(job)
+
+
+def test_max_attempts_dead_letters_and_redrive(env: Env) -> None:
+    q = env.queue(max_attempts=2)
+    q.enqueue(b"x", id="j")
+    for attempt in (1, 2):
+        (job,) = q.dequeue(lock_ttl=0.05)
+        assert job.attempts == attempt
+        time.sleep(0.07)
+    assert q.dequeue() == []
+    assert q.stats() == QueueStats(ready=0, delayed=0, in_flight=0, dead=1)
+    (dead,) = q.dead_letters()
+    assert (dead.id, dead.payload, dead.attempts, dead.error) == ("j", b"x", 2, None)
+    assert q.redrive() == 1
+    (job,) = q.dequeue()
+    assert job.attempts == 1
+    assert q.nack(job, error="first failure") is True
+    (job,) = q.dequeue()
+    assert q.nack(job, error="boom: second failure") is True  # the second claim: dead at once
+    assert q.stats().dead == 1
+    (dead,) = q.dead_letters()
+    assert dead.error == "boom: second failure"
+    assert q.redrive(["j", "not-dead"]) == 1
+    assert q.redrive(["j"]) == 0
+    (job,) = q.dequeue()
+    assert q.ack(job)
+    assert snapshot(env.raw, q) == {}
+
+
+def test_redrive_all_in_chunks(env: Env) -> None:
+    q = env.queue(max_attempts=1)
+    q.enqueue_many([b"x"] * 1200)
+    first = q.dequeue(1000)
+    second = q.dequeue(1000)
+    assert (len(first), len(second)) == (1000, 200)
+    assert sum(q.nack(j) for j in first[:3]) == 3
+    assert q.ack_many(first[3:]) == 997
+    assert q.ack_many(second) == 200
+    assert q.stats().dead == 3
+    assert len(q.dead_letters(2)) == 2
+    assert q.redrive() == 3
+    assert q.stats() == QueueStats(ready=3, delayed=0, in_flight=0, dead=0)
+
+
+def test_ack_and_dequeue_in_one_call(env: Env) -> None:
+    q = env.queue()
+    q.enqueue_many([str(i) for i in range(30)])
+    acked, jobs = q.ack_and_dequeue([], 10)
+    assert (acked, len(jobs)) == (0, 10)
+    seen = {j.id for j in jobs}
+    while jobs:
+        acked, nxt = q.ack_and_dequeue(jobs, 10)
+        assert acked == len(jobs)
+        seen |= {j.id for j in nxt}
+        jobs = nxt
+    assert len(seen) == 30
+    assert q.stats().total == 0
+
+
+def test_purge_removes_every_job_and_key(env: Env) -> None:
+    q = env.queue(max_attempts=1)
+    q.enqueue_many([b"x"] * 2100)
+    q.enqueue(b"later", delay=60)
+    jobs = q.dequeue(5)
+    q.nack(jobs[0], error="e")
+    assert q.purge() == 2101
+    assert q.stats().total == 0
+    assert snapshot(env.raw, q) == {}
+    assert q.purge() == 0
+    assert q.ack(jobs[1]) is False
+
+
+def test_script_flush_between_calls(env: Env) -> None:
+    q = env.queue()
+    q.enqueue(b"x")
+    env.raw.script_flush()
+    (job,) = q.dequeue()
+    env.raw.script_flush()
+    assert q.ack(job)
+    env.raw.script_flush()
+    assert q.stats().total == 0
+
+
+def test_queues_are_isolated(env: Env) -> None:
+    a, b = env.queue(), env.queue()
+    a.enqueue(b"x", id="same")
+    b.enqueue(b"y", id="same")
+    (job,) = a.dequeue()
+    assert job.payload == b"x"
+    assert b.stats().ready == 1
+    assert env.queue(a.name, prefix="other").stats().total == 0
+
+
+def test_key_collision_is_a_typed_error(env: Env) -> None:
+    q = env.queue()
+    env.raw.set(f"delayq:{{{q._core.name}}}:due", "not a zset")
+    with pytest.raises(ScriptError, match="enqueue"):
+        q.enqueue(b"x")
+    env.raw.delete(f"delayq:{{{q._core.name}}}:due")

@@ -1,0 +1,95 @@
+"""The Lua scripts' headers, and the keys they touch."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+import delayq
+from delayq._core import SCRIPT_KEYS, QueueCore
+from delayq._scripts import SCRIPTS
+from tests.conftest import unique_name
+
+# the README's ACL line gives exactly these
+ACL_COMMANDS = (
+    "+evalsha +script|load +time +hget +hmget +hset +hdel +zadd +zrem +zscore +zmscore "
+    "+zrange +zrangebyscore +zcount +zcard +unlink"
+)
+LUA = Path(__file__).resolve().parent.parent / "lua"
+
+
+def header(name: str) -> str:
+    text = SCRIPTS[name].source
+    assert text.startswith("--[["), f"{name}.lua must open with a --[[ header ]] block"
+    return text[: text.index("]]")]
+
+
+def test_every_lua_file_is_registered() -> None:
+    assert sorted(p.stem for p in LUA.glob("*.lua")) == sorted(SCRIPTS) == sorted(SCRIPT_KEYS)
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPT_KEYS))
+def test_header_keys_match_what_python_passes(name: str) -> None:
+    declared = re.findall(r"^KEYS\[(\d+)\]\s+(\w+)", header(name), flags=re.M)
+    assert [int(i) for i, _ in declared] == list(range(1, len(declared) + 1))
+    assert tuple(role for _, role in declared) == SCRIPT_KEYS[name]
+    core = QueueCore("q")
+    assert len(core._call(name).keys) == len(declared)
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPT_KEYS))
+def test_header_has_argv_returns_and_cost(name: str) -> None:
+    text = header(name)
+    assert re.search(r"^ARGV\[1\]", text, flags=re.M), "ARGV documented"
+    assert "Returns:" in text
+    assert re.search(r"^Cost: O\(", text, flags=re.M)
+    body = SCRIPTS[name].source[len(text) :]
+    assert "local rcall = redis.call" in body
+    assert "cmsgpack" not in body and "math.random" not in body
+
+
+def test_every_key_of_a_queue_is_in_one_slot() -> None:
+    for name in ("emails", "a:b c", "заказы", "x" * 200):
+        core = QueueCore(name, prefix="app")
+        slots = {key_slot(k.encode()) for k in core.keys.values()}
+        assert len(slots) == 1
+        assert slots == {key_slot(name.encode())}
+
+
+def test_scripts_touch_only_the_queues_keys(redis_url: str) -> None:
+    """Redis checks every key a script touches against the ACL: a user allowed only this
+    queue's keys can run the whole API, and one allowed another queue's keys cannot."""
+    admin = redis.Redis.from_url(url := redis_url)
+    name, other = unique_name("acl"), unique_name("acl-other")
+    user, password = f"u-{name}", "pw-" + name
+    commands = ACL_COMMANDS
+    acl = ["ACL", "SETUSER", user, "on", f">{password}", "resetkeys", f"~delayq:{{{name}}}:*", "-@all", *commands.split()]
+    admin.execute_command(*acl)  # type: ignore[no-untyped-call]
+    try:
+        client = redis.Redis.from_url(url, username=user, password=password)
+        q = delayq.Queue(client, name, max_attempts=1)
+        q.enqueue(b"x", id="1")
+        q.enqueue_many([b"y", b"z"], ids=["2", "3"], delay=0)
+        q.reschedule("3", delay=0)
+        q.peek()
+        jobs = q.dequeue(2, 30)
+        q.extend(jobs[0], 30)
+        q.ack(jobs[0])
+        q.nack(jobs[1], error="e")
+        q.dead_letters()
+        q.redrive()
+        q.ack_and_dequeue([], 1)
+        q.ack_many([])
+        q.cancel("3")
+        q.stats()
+        q.purge()
+        with pytest.raises(delayq.ScriptError, match=r"(?i)no permissions|NOPERM"):
+            delayq.Queue(client, other).enqueue(b"x")
+        client.close()
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
