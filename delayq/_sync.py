@@ -80,7 +80,7 @@ class Queue:
             payload: bytes, or str (stored UTF-8 encoded); returned as bytes.
             delay: Seconds (int/float) or a timedelta, 0 to 10 years; 0 = due now.
             at: A timezone-aware datetime instead of ``delay``; a past time means due now.
-            id: The job's id (at most 1024 UTF-8 bytes); default a random uuid4 hex.
+            id: The job's id (at most 1024 UTF-8 bytes); default 32 random hex digits.
 
         Returns:
             The job's id, or None when a job with that id already exists in this

@@ -17,6 +17,8 @@ class Job:
         attempts: How many times the job has been claimed, this claim included (1 on first delivery).
         token: The claim's random token; ack, nack and extend succeed only with it.
         lock_expires_ms: When the lock expires unless extended, in ms since the epoch by the server's clock.
+        due_ms: When the job came due (for a redelivery: when the previous lock expired), same clock;
+            ``lock_expires_ms - lock_ttl - due_ms`` is how late the job was claimed.
     """
 
     id: str
@@ -24,6 +26,7 @@ class Job:
     attempts: int
     token: str
     lock_expires_ms: int
+    due_ms: int
 
 
 @dataclass(frozen=True, slots=True)

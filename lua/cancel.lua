@@ -3,21 +3,23 @@ A worker holding the job finds its lock lost (ack/nack/extend answer False).
 KEYS[1] due      (zset)
 KEYS[2] lease    (zset)
 KEYS[3] payload  (hash)
-KEYS[4] attempts (hash)
-KEYS[5] token    (hash)
-KEYS[6] dead     (zset)
-KEYS[7] errors   (hash)
+KEYS[4] meta     (hash)
+KEYS[5] dead     (zset)
+KEYS[6] errors   (hash)
 ARGV[1] id
 Returns: integer, 1 if the job existed, else 0.
-Cost: O(log N); 7 redis.call.
+Cost: O(log N); at most 10 redis.call.
 ]]
 local rcall = redis.call
 local id = ARGV[1]
 -- scores go first and the payload last, so a stop half-way leaves at most an unscheduled payload
 rcall('ZREM', KEYS[1], id)
 rcall('ZREM', KEYS[2], id)
-rcall('ZREM', KEYS[6], id)
+rcall('ZREM', KEYS[5], id)
 rcall('HDEL', KEYS[4], id)
-rcall('HDEL', KEYS[5], id)
-rcall('HDEL', KEYS[7], id)
-return rcall('HDEL', KEYS[3], id)
+rcall('HDEL', KEYS[6], id)
+local existed = rcall('HDEL', KEYS[3], id)
+-- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go
+if rcall('ZCARD', KEYS[2]) == 1 then rcall('DEL', KEYS[2]) end
+if rcall('HLEN', KEYS[4]) == 1 then rcall('DEL', KEYS[4]) end
+return existed

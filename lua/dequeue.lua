@@ -1,36 +1,42 @@
 --[[ dequeue: optionally ack a finished batch, then claim up to `batch` due jobs.
 Each claimed job gets a lease: its id moves from `due` to `lease`, scored by the
-lock's expiry, and a fresh token in `token`. The lease is the job's lock: it is
-held while the token matches and the expiry is in the future. A job whose lease
-expired is moved back to `due` (at its expiry time) by the next dequeue, so a
-dead worker's jobs come back by themselves. A job claimed max_attempts times
-and not acked goes to `dead` instead of being delivered again.
+lock's expiry, and its `meta` becomes "<attempts>:<token>". The lease is the
+job's lock: it is held while `meta` equals the holder's token string and the
+expiry is in the future. A job whose lease expired is moved back to `due` (at
+its expiry time) by the next dequeue, so a dead worker's jobs come back by
+themselves. A job claimed max_attempts times and not acked goes to `dead`
+instead of being delivered again.
+`lease` and `meta` always hold SENTINEL (a member/field longer than 64 bytes,
+score +inf) while they exist: it keeps them in Redis's skiplist/hashtable
+encodings, where a 100-job ZADD costs ~0.2 us a member instead of ~1.3 us in a
+listpack, and the acks are applied after the claims so a worker's loop never
+empties them. ack/nack/cancel delete them when only SENTINEL is left.
 KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
 KEYS[3] payload  (hash)  job id -> payload
-KEYS[4] attempts (hash)  job id -> times claimed
-KEYS[5] token    (hash)  claimed job id -> token of the current claim
-KEYS[6] dead     (zset)  dead-lettered job id -> time it died ms
-KEYS[7] errors   (hash)  job id -> last error text (removed on ack)
+KEYS[4] meta     (hash)  claimed job id -> "<attempts>:<token>" of its latest claim
+KEYS[5] dead     (zset)  dead-lettered job id -> time it died ms
+KEYS[6] errors   (hash)  job id -> last error text (removed on ack)
 ARGV[1] batch        (count) 1..1000, jobs to claim at most
 ARGV[2] lock_ttl     (ms)    lease length
-ARGV[3] token_prefix (string) random per call; job i's token is prefix..i
+ARGV[3] token        (string) random per call; job i's token string is "<attempts>:<token>"
 ARGV[4] max_attempts (count) 0 = unlimited
 ARGV[5] now          (ms)    TEST ONLY override of the server clock; "" = use TIME
-ARGV[6] ack_count    (count) k, jobs to ack before claiming (0..1000)
-ARGV[7..6+2k]        (id, token) pairs to ack, checked as ack.lua checks them
+ARGV[6] ack_count    (count) k, jobs to ack (0..1000), checked as ack.lua checks them
+ARGV[7..6+2k]        (id, token string) pairs to ack
 Returns: flat array: now_ms, next_ms, acked, dead_lettered, then for each claimed
-  job id, payload, attempts, token. All numbers are integer strings except
-  acked/dead_lettered (integers). next_ms is "" when the batch was filled,
-  otherwise the earliest time (ms) a job becomes due or a lease expires, or ""
-  when there is none.
-Cost: O(log N + batch + k): 1 ZRANGEBYSCORE on lease, 1 on due, 2 HMGET,
-  then one multi-member ZREM/ZADD/HSET per structure; no per-job redis.call.
+  job id, payload, attempts, due_ms. now_ms/next_ms/due_ms are integer strings,
+  the others integers; due_ms is when the job came due (for a redelivered job,
+  when its previous lease expired). next_ms is "" when the batch was filled,
+  otherwise the earliest time a job becomes due or a lease expires ("" if none).
+Cost: O(log N + batch + k): ZRANGEBYSCORE on lease and on due, 2 HMGET, then one
+  multi-member ZADD/HSET/ZREM/HDEL per structure; no per-job redis.call.
 ]]
 local rcall = redis.call
-local due_key, lease_key, payload_key, attempts_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local token_key, dead_key, errors_key = KEYS[5], KEYS[6], KEYS[7]
-local batch, ttl, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
+local due_key, lease_key, payload_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local dead_key, errors_key = KEYS[5], KEYS[6]
+local batch, ttl, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local max_attempts, now_arg, ack_count = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 
 local now
@@ -42,100 +48,112 @@ else
 end
 local now_s = string.format('%d', now)
 
--- 1. ack the previous batch (same rule as ack.lua)
-local acked = 0
+-- 1. check the acks now; apply them after the claims (see the header)
+local acked, ok = 0, {}
 if ack_count > 0 then
   local ids, toks = {}, {}
   for i = 1, ack_count do
     ids[i] = ARGV[5 + 2 * i]
     toks[i] = ARGV[6 + 2 * i]
   end
-  local cur = rcall('HMGET', token_key, unpack(ids))
+  local cur = rcall('HMGET', meta_key, unpack(ids))
   local exp = rcall('ZMSCORE', lease_key, unpack(ids))
-  local ok = {}
   for i = 1, ack_count do
     if cur[i] == toks[i] and exp[i] and tonumber(exp[i]) > now then
-      ok[#ok + 1] = ids[i]
+      acked = acked + 1
+      ok[acked] = ids[i]
     end
-  end
-  acked = #ok
-  if acked > 0 then
-    rcall('ZREM', lease_key, unpack(ok))
-    rcall('HDEL', token_key, unpack(ok))
-    rcall('HDEL', attempts_key, unpack(ok))
-    rcall('HDEL', errors_key, unpack(ok))
-    rcall('HDEL', payload_key, unpack(ok))
   end
 end
 
--- 2. expired leases are due again, at the time their lock expired
+-- 2. expired leases are due again, at the time their lock expired (meta keeps the
+-- attempts; its stale token no longer matters, as the lease is gone)
 local expired = rcall('ZRANGEBYSCORE', lease_key, '-inf', now_s, 'WITHSCORES', 'LIMIT', 0, batch)
 if #expired > 0 then
   local zargs, ids = {}, {}
   for i = 1, #expired, 2 do
-    zargs[#zargs + 1] = expired[i + 1]
-    zargs[#zargs + 1] = expired[i]
-    ids[#ids + 1] = expired[i]
+    zargs[i] = expired[i + 1]
+    zargs[i + 1] = expired[i]
+    ids[(i + 1) / 2] = expired[i]
   end
   rcall('ZADD', due_key, unpack(zargs))
   rcall('ZREM', lease_key, unpack(ids))
-  rcall('HDEL', token_key, unpack(ids))
 end
 
--- 3. claim
+-- 3. claim. Plain counters, not #t + 1 (a length is O(log n) in Lua 5.1), and one
+-- random token per call: a (job id, token) pair is still unique per claim.
 local reply = {now_s, '', acked, 0}
-local ids = rcall('ZRANGEBYSCORE', due_key, '-inf', now_s, 'LIMIT', 0, batch)
-local n = #ids
+local r = 4
+local due = rcall('ZRANGEBYSCORE', due_key, '-inf', now_s, 'WITHSCORES', 'LIMIT', 0, batch)
+local ids = {}
+local n = 0
+for i = 1, #due, 2 do
+  n = n + 1
+  ids[n] = due[i]
+end
 local claimed = 0
 if n > 0 then
   local payloads = rcall('HMGET', payload_key, unpack(ids))
-  local counts = rcall('HMGET', attempts_key, unpack(ids))
+  local metas = rcall('HMGET', meta_key, unpack(ids))
   local expiry = string.format('%d', now + ttl)
-  local lease_args, token_args, attempt_args, dead_args = {}, {}, {}, {}
+  local lease_args, meta_args, dead_args = {'+inf', SENTINEL}, {SENTINEL, ''}, {}
+  local l, d = 2, 0
   for i = 1, n do
     local id = ids[i]
-    local a = tonumber(counts[i]) or 0
+    local a = 0
+    if metas[i] then a = tonumber(string.match(metas[i], '^%d+')) end
     if not payloads[i] then
       -- unreachable by the write order of every script; dropped rather than delivered empty
     elseif max_attempts > 0 and a >= max_attempts then
-      dead_args[#dead_args + 1] = now_s
-      dead_args[#dead_args + 1] = id
+      dead_args[d + 1] = now_s
+      dead_args[d + 2] = id
+      d = d + 2
     else
       a = a + 1
       claimed = claimed + 1
-      local tok = prefix .. claimed
-      lease_args[#lease_args + 1] = expiry
-      lease_args[#lease_args + 1] = id
-      token_args[#token_args + 1] = id
-      token_args[#token_args + 1] = tok
-      attempt_args[#attempt_args + 1] = id
-      attempt_args[#attempt_args + 1] = a
-      reply[#reply + 1] = id
-      reply[#reply + 1] = payloads[i]
-      reply[#reply + 1] = a
-      reply[#reply + 1] = tok
+      lease_args[l + 1] = expiry
+      lease_args[l + 2] = id
+      meta_args[l + 1] = id
+      meta_args[l + 2] = a .. ':' .. token
+      l = l + 2
+      reply[r + 1] = id
+      reply[r + 2] = payloads[i]
+      reply[r + 3] = a
+      reply[r + 4] = due[2 * i]
+      r = r + 4
     end
   end
-  -- lease and token are written before the job leaves `due`
+  -- lease and meta are written before the job leaves `due`
   if claimed > 0 then
     rcall('ZADD', lease_key, unpack(lease_args))
-    rcall('HSET', token_key, unpack(token_args))
-    rcall('HSET', attempts_key, unpack(attempt_args))
+    rcall('HSET', meta_key, unpack(meta_args))
   end
-  if #dead_args > 0 then
+  if d > 0 then
     rcall('ZADD', dead_key, unpack(dead_args))
-    reply[4] = #dead_args / 2
+    reply[4] = d / 2
   end
   rcall('ZREM', due_key, unpack(ids))
 end
 
--- 4. when the batch is not full, tell the caller when to look again
+-- 4. apply the acks: the lease goes first, the payload last
+if acked > 0 then
+  rcall('ZREM', lease_key, unpack(ok))
+  rcall('HDEL', meta_key, unpack(ok))
+  if rcall('EXISTS', errors_key) == 1 then rcall('HDEL', errors_key, unpack(ok)) end
+  rcall('HDEL', payload_key, unpack(ok))
+  if rcall('ZCARD', lease_key) == 1 then rcall('DEL', lease_key) end
+  if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
+end
+
+-- 5. when the batch is not full, tell the caller when to look again
 if claimed < batch then
   local next_ms
-  local d = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
-  if #d > 0 then next_ms = tonumber(d[2]) end
-  local l = rcall('ZRANGE', lease_key, 0, 0, 'WITHSCORES')
-  if #l > 0 and (next_ms == nil or tonumber(l[2]) < next_ms) then next_ms = tonumber(l[2]) end
+  local first = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
+  if #first > 0 then next_ms = tonumber(first[2]) end
+  local lease = rcall('ZRANGE', lease_key, 0, 0, 'WITHSCORES')
+  if #lease > 0 and lease[1] ~= SENTINEL and (next_ms == nil or tonumber(lease[2]) < next_ms) then
+    next_ms = tonumber(lease[2])
+  end
   if next_ms ~= nil then reply[2] = string.format('%d', next_ms) end
 end
 return reply

@@ -3,21 +3,20 @@ With max_attempts > 0 and the job already claimed that many times, it goes to
 the dead letters instead. An error text, when given, is kept for dead_letters().
 KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
-KEYS[3] attempts (hash)  job id -> times claimed
-KEYS[4] token    (hash)  claimed job id -> token of the current claim
-KEYS[5] dead     (zset)  dead-lettered job id -> time it died ms
-KEYS[6] errors   (hash)  job id -> last error text
+KEYS[3] meta     (hash)  job id -> "<attempts>:<token>" of its latest claim
+KEYS[4] dead     (zset)  dead-lettered job id -> time it died ms
+KEYS[5] errors   (hash)  job id -> last error text
 ARGV[1] id
-ARGV[2] token
+ARGV[2] token        (string) "<attempts>:<token>" as dequeue gave it
 ARGV[3] delay        (ms)    from the server's now
 ARGV[4] max_attempts (count) 0 = unlimited
 ARGV[5] error        (string) "" = keep the previous error text
 ARGV[6] now          (ms)    TEST ONLY override of the server clock; "" = use TIME
 Returns: integer: 0 = lock not held (nothing changed), 1 = due again, 2 = dead-lettered.
-Cost: O(log N); at most 8 redis.call.
+Cost: O(log N); at most 11 redis.call.
 ]]
 local rcall = redis.call
-local due_key, lease_key, attempts_key, token_key, dead_key, errors_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local due_key, lease_key, meta_key, dead_key, errors_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, tok, delay, max_attempts, err, now_arg = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]
 
 local now
@@ -29,12 +28,13 @@ else
 end
 
 local exp = rcall('ZSCORE', lease_key, id)
-if rcall('HGET', token_key, id) ~= tok or not exp or tonumber(exp) <= now then
+if rcall('HGET', meta_key, id) ~= tok or not exp or tonumber(exp) <= now then
   return 0
 end
 if err ~= '' then rcall('HSET', errors_key, id, err) end
 local result
-local a = tonumber(rcall('HGET', attempts_key, id)) or 0
+-- meta keeps "<attempts>:<token>": the attempts count survives; the token dies with the lease
+local a = tonumber(string.match(tok, '^%d+'))
 if max_attempts > 0 and a >= max_attempts then
   rcall('ZADD', dead_key, string.format('%d', now), id)
   result = 2
@@ -43,5 +43,7 @@ else
   result = 1
 end
 rcall('ZREM', lease_key, id)
-rcall('HDEL', token_key, id)
+-- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go
+if rcall('ZCARD', lease_key) == 1 then rcall('DEL', lease_key) end
+if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
 return result

@@ -4,7 +4,7 @@ since their lock expired); jobs held by a live lock and dead jobs are not shown.
 KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
 KEYS[3] payload  (hash)
-KEYS[4] attempts (hash)
+KEYS[4] meta     (hash)  job id -> "<attempts>:<token>"
 ARGV[1] limit    (count) 1..1000
 ARGV[2] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 Returns: flat array of id, payload, attempts (integer), due_ms (integer string)
@@ -12,7 +12,7 @@ Returns: flat array of id, payload, attempts (integer), due_ms (integer string)
 Cost: O(log N + limit); 4 redis.call.
 ]]
 local rcall = redis.call
-local due_key, lease_key, payload_key, attempts_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local due_key, lease_key, payload_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local limit, now_arg = tonumber(ARGV[1]), ARGV[2]
 
 local now
@@ -38,12 +38,12 @@ end
 local reply = {}
 if #ids > 0 then
   local payloads = rcall('HMGET', payload_key, unpack(ids))
-  local counts = rcall('HMGET', attempts_key, unpack(ids))
+  local metas = rcall('HMGET', meta_key, unpack(ids))
   for k = 1, #ids do
     if payloads[k] then
       reply[#reply + 1] = ids[k]
       reply[#reply + 1] = payloads[k]
-      reply[#reply + 1] = tonumber(counts[k]) or 0
+      reply[#reply + 1] = metas[k] and tonumber(string.match(metas[k], '^%d+')) or 0
       reply[#reply + 1] = string.format('%d', tonumber(scores[k]))
     end
   end

@@ -1,7 +1,7 @@
 --[[ redrive: put dead-lettered jobs back, due now, attempts and error reset.
 KEYS[1] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[2] due      (zset)  job id -> due time ms
-KEYS[3] attempts (hash)
+KEYS[3] meta     (hash)  job id -> "<attempts>:<token>" (deleted: attempts reset)
 KEYS[4] errors   (hash)
 ARGV[1] limit    (count) 1..1000, jobs to move at most when no ids are given
 ARGV[2] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
@@ -10,7 +10,7 @@ Returns: integer, jobs moved back (ids that are not dead are skipped).
 Cost: O(batch * log N); at most 6 redis.call.
 ]]
 local rcall = redis.call
-local dead_key, due_key, attempts_key, errors_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local dead_key, due_key, meta_key, errors_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local limit, now_arg = tonumber(ARGV[1]), ARGV[2]
 
 local now
@@ -41,6 +41,6 @@ for i = 1, #ids do
 end
 rcall('ZADD', due_key, unpack(zargs))
 rcall('ZREM', dead_key, unpack(ids))
-rcall('HDEL', attempts_key, unpack(ids))
+rcall('HDEL', meta_key, unpack(ids))
 rcall('HDEL', errors_key, unpack(ids))
 return #ids

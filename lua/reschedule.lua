@@ -2,16 +2,15 @@
 A job whose lease has expired counts as waiting: it is moved back to `due`.
 KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
-KEYS[3] token    (hash)  claimed job id -> token
 ARGV[1] id
 ARGV[2] mode     "rel": ARGV[3] is a delay from the server's now; "abs": an absolute time
 ARGV[3] when     (ms)    integer
 ARGV[4] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 Returns: integer, 1 if rescheduled, 0 if the job is not waiting (absent, in flight or dead).
-Cost: O(log N); at most 6 redis.call.
+Cost: O(log N); at most 5 redis.call.
 ]]
 local rcall = redis.call
-local due_key, lease_key, token_key = KEYS[1], KEYS[2], KEYS[3]
+local due_key, lease_key = KEYS[1], KEYS[2]
 local id, mode, when, now_arg = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 
 local now
@@ -33,7 +32,6 @@ local exp = rcall('ZSCORE', lease_key, id)
 if exp and tonumber(exp) <= now then
   rcall('ZADD', due_key, score, id)
   rcall('ZREM', lease_key, id)
-  rcall('HDEL', token_key, id)
   return 1
 end
 return 0

@@ -21,4 +21,5 @@ end
 local now_s = string.format('%d', now)
 local after = '(' .. now_s
 local ready = rcall('ZCOUNT', due_key, '-inf', now_s) + rcall('ZCOUNT', lease_key, '-inf', now_s)
-return {ready, rcall('ZCOUNT', due_key, after, '+inf'), rcall('ZCOUNT', lease_key, after, '+inf'), rcall('ZCARD', dead_key)}
+-- '(+inf' leaves out dequeue.lua's SENTINEL, which sits in `lease` at +inf
+return {ready, rcall('ZCOUNT', due_key, after, '+inf'), rcall('ZCOUNT', lease_key, after, '(+inf'), rcall('ZCARD', dead_key)}

@@ -148,3 +148,15 @@ def env(backend: str, api: str, request: pytest.FixtureRequest) -> Iterator[Env]
     finally:
         e.close()
         raw.close()
+
+
+@pytest.fixture
+def raw_client(backend: str, request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """A plain sync client on fakeredis or the real server, for tests of sync-only code."""
+    client = (
+        fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        if backend == "fake"
+        else redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    )
+    yield client
+    client.close()

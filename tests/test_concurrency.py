@@ -69,6 +69,6 @@ def test_consumers_in_parallel_ack_each_job_exactly_once(redis_url: str) -> None
             assert not before[2], "a job was delivered again after a successful ack"
             redelivered += 1
     assert redelivered > 0, "the slow jobs must have forced redeliveries"
-    assert len({r[1] for r in records}) == len(records), "tokens are unique per claim"
+    assert len({(r[0], r[1]) for r in records}) == len(records), "(id, token) is unique per claim"
     assert q.stats().total == 0
     client.close()

@@ -43,7 +43,11 @@ def test_delivered_in_due_order(env: Env) -> None:
     q.enqueue(b"early", delay=0.05, id="early")
     q.enqueue(b"now", id="now")
     time.sleep(0.2)
-    assert [j.id for j in q.dequeue(10)] == ["now", "early", "late"]
+    jobs = q.dequeue(10, lock_ttl=30)
+    assert [j.id for j in jobs] == ["now", "early", "late"]
+    claimed_ms = jobs[0].lock_expires_ms - 30_000
+    assert jobs[0].due_ms + 40 <= jobs[1].due_ms <= jobs[2].due_ms - 50
+    assert claimed_ms - 260 <= jobs[0].due_ms <= claimed_ms
 
 
 def test_batch_limits_how_many_are_claimed(env: Env) -> None:
@@ -96,6 +100,7 @@ def test_locked_job_is_hidden_until_the_lock_expires(env: Env) -> None:
     (again,) = q.dequeue()
     assert (again.id, again.payload, again.attempts) == ("j", b"x", 2)
     assert again.token != job.token
+    assert again.due_ms == job.lock_expires_ms  # due again from the moment the lease expired
 
 
 def test_stale_token_cannot_touch_the_new_holder(env: Env) -> None:

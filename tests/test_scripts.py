@@ -10,14 +10,14 @@ import redis
 from redis.crc import key_slot
 
 import delayq
-from delayq._core import SCRIPT_KEYS, QueueCore
+from delayq._core import SCRIPT_KEYS, SENTINEL, QueueCore
 from delayq._scripts import SCRIPTS
 from tests.conftest import unique_name
 
 # the README's ACL line gives exactly these
 ACL_COMMANDS = (
     "+evalsha +script|load +time +hget +hmget +hset +hdel +zadd +zrem +zscore +zmscore "
-    "+zrange +zrangebyscore +zcount +zcard +unlink"
+    "+zrange +zrangebyscore +zcount +zcard +hlen +exists +del +unlink"
 )
 LUA = Path(__file__).resolve().parent.parent / "lua"
 
@@ -50,6 +50,15 @@ def test_header_has_argv_returns_and_cost(name: str) -> None:
     body = SCRIPTS[name].source[len(text) :]
     assert "local rcall = redis.call" in body
     assert "cmsgpack" not in body and "math.random" not in body
+
+
+def test_the_sentinel_is_the_same_everywhere() -> None:
+    for name, script in SCRIPTS.items():
+        for found in re.findall(r"SENTINEL = '([^']*)'", script.source):
+            assert found == SENTINEL, name
+    assert "SENTINEL = '" in SCRIPTS["dequeue"].source
+    with pytest.raises(delayq.InvalidArgument, match="reserved"):
+        QueueCore("q").cancel(SENTINEL).send(None)
 
 
 def test_every_key_of_a_queue_is_in_one_slot() -> None:
@@ -93,3 +102,23 @@ def test_scripts_touch_only_the_queues_keys(redis_url: str) -> None:
     finally:
         admin.acl_deluser(user)
         admin.close()
+
+
+def test_lease_and_meta_stay_in_fast_encodings_and_vanish_when_idle(redis_url: str) -> None:
+    """A small lease set would be a listpack (O(n) inserts); the sentinel keeps it a skiplist,
+    and the worker loop never empties it. With no job in flight, neither key is left behind."""
+    client = redis.Redis.from_url(redis_url)
+    q = delayq.Queue(client, unique_name("enc"))
+    keys = q._core.keys
+    q.enqueue_many([b"x"] * 30)
+    jobs = q.dequeue(10)
+    assert client.object("encoding", keys["lease"]) == b"skiplist"
+    assert client.object("encoding", keys["meta"]) == b"hashtable"
+    acked, jobs = q.ack_and_dequeue(jobs, 10)
+    assert acked == 10
+    assert client.object("encoding", keys["lease"]) == b"skiplist"
+    assert q.stats() == delayq.QueueStats(ready=10, delayed=0, in_flight=10, dead=0)
+    q.ack_many(jobs)
+    assert client.exists(keys["lease"], keys["meta"]) == 0
+    assert q.purge() == 10
+    client.close()

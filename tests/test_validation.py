@@ -17,7 +17,7 @@ from tests.snapshots import snapshot
 
 NAN = float("nan")
 INF = float("inf")
-STALE = Job("x", b"", 1, "tok", 0)
+STALE = Job("x", b"", 1, "tok", 0, 0)
 
 # (method, args, kwargs, error class, text the message must contain)
 BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], type[DelayqError], str]] = [
@@ -57,7 +57,7 @@ BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], type[DelayqError], s
     ("ack_and_dequeue", (STALE, 1), {}, InvalidType, "iterable"),
     ("ack", ("job-id",), {}, InvalidType, "job-id"),
     ("ack_many", ([STALE, 3],), {}, InvalidType, "3"),
-    ("ack_many", ([Job(str(i), b"", 1, "t", 0) for i in range(1001)],), {}, InvalidArgument, "1001"),
+    ("ack_many", ([Job(str(i), b"", 1, "t", 0, 0) for i in range(1001)],), {}, InvalidArgument, "1001"),
     ("nack", (STALE, -1), {}, InvalidArgument, "-1"),
     ("nack", (STALE,), {"error": 5}, InvalidType, "5"),
     ("nack", ({"id": "x"},), {}, InvalidType, "dict"),
