@@ -1,0 +1,79 @@
+"""`delayq bench`: argument handling, the fakeredis fallback, and a short real run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from delayq.__main__ import main
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "delayq", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env or dict(os.environ),
+    )
+
+
+@pytest.mark.parametrize("url", ["http://localhost:6379", "not a url", "redis://host:notaport"])
+def test_bad_url_is_one_line_and_exit_2(url: str) -> None:
+    result = run_cli("bench", "--url", url)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "bad Redis URL" in result.stderr and url in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_server_is_one_line_and_exit_1() -> None:
+    from delayq._server import free_port  # noqa: PLC0415
+
+    result = run_cli("bench", "--url", f"redis://127.0.0.1:{free_port()}/0")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "cannot reach Redis" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args", [["bench", "--rounds", "0"], ["bench", "--only", "nope"], ["bench", "--rounds", "x"], ["nope"], []]
+)
+def test_bad_arguments_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    assert "usage: delayq" in capsys.readouterr().err
+
+
+def test_bench_url_from_environment(redis_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    env = dict(os.environ, DELAYQ_REDIS_URL=redis_url)
+    result = run_cli("bench", "--only", "enqueue", "--rounds", "1", "--quiet", "--json", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["environment"]["target"] == f"Redis at {redis_url}"
+    assert data["enqueue"]["lua enqueue_many"]["items_per_s"] > 0
+    assert data["enqueue"]["lua enqueue_many"]["server_usec_per_item"] > 0
+    assert "enqueue_many at 1000 per call" in result.stdout
+
+
+def test_fakeredis_fallback_says_so_loudly(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DELAYQ_REDIS_URL"}
+    env["PATH"] = str(tmp_path)  # no redis-server to be found
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    result = run_cli("bench", "--only", "throughput", "--rounds", "1", "--quiet", "--json", str(out), "--plot", str(png), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "NOT representative" in result.stderr
+    data = json.loads(out.read_text())
+    assert data["environment"]["redis_version"] == "fakeredis"
+    assert [row["batch"] for row in data["throughput"]["rows"]] == [1, 10, 100, 1000]
+    assert all(row["round_trip"]["items_per_s"] > 0 for row in data["throughput"]["rows"])
+    assert png.read_bytes().startswith(b"\x89PNG")
