@@ -811,7 +811,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="Redis to run against (default $DELAYQ_REDIS_URL, else a private redis-server)")
     parser.add_argument("--full", action="store_true", help="larger sizes, 10^6 queued, more rounds (about 10 minutes)")
     parser.add_argument("--only", action="append", choices=PHASES, help="run only this phase (repeatable)")
-    parser.add_argument("--rounds", type=_positive, help="interleaved rounds per measurement (default 3, 5 with --full)")
+    parser.add_argument("--rounds", type=_positive, help="interleaved rounds per measurement (default 5, 7 with --full)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG (needs the plot extra: matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -839,7 +839,7 @@ def run(opts: argparse.Namespace) -> int:
         except ImportError as exc:
             raise BenchError("--plot needs matplotlib: pip install 'delayq[plot]'", code=2) from exc
     url = opts.url or os.environ.get("DELAYQ_REDIS_URL")
-    opts.rounds = opts.rounds or (5 if opts.full else 3)
+    opts.rounds = opts.rounds or (7 if opts.full else 5)
     target = open_target(url, lambda line: print(line, file=sys.stderr))
     try:
         results: dict[str, Any] = {"environment": environment(target), "rounds": opts.rounds, "full": opts.full}
