@@ -10,6 +10,8 @@ Phases (each also runnable alone: ``delayq bench --only NAME`` or ``benchmarks/N
   scaling     dequeue cost at 10^4/10^5 (10^6 with --full) queued, and with 10^4 locked at the head
   consumers   1, 2 and 4 consumer processes on one queue
   lateness    jobs with random short delays at a fixed rate: p50/p99/max of claim time - due time
+  cluster     one queue on one hash tag vs sharded over 3 tags, on a local 3-master Redis Cluster
+              (or --cluster-url), with each node's server time
 """
 
 from __future__ import annotations
@@ -31,14 +33,15 @@ from typing import Any
 from uuid import uuid4
 
 import redis
+import redis.cluster
 
-from ._server import RedisServer, ServerUnavailable
+from ._server import RedisCluster, RedisServer, ServerUnavailable
 from ._sync import Queue
 from .roundtrip import RoundTripQueue
 
 __all__ = ["PHASES", "BenchError", "add_arguments", "run"]
 
-PHASES = ("throughput", "enqueue", "scaling", "consumers", "lateness")
+PHASES = ("throughput", "enqueue", "scaling", "consumers", "lateness", "cluster")
 BATCHES = (1, 10, 100, 1000)
 PAYLOAD = b"x" * 100
 TTL = 30.0
@@ -448,10 +451,10 @@ def bench_scaling(target: Target, opts: argparse.Namespace, progress: Progress) 
     return result
 
 
-def _consume(url: str, name: str, batch: int, ready: Any, go: Any, out: Any) -> None:
+def _consume(url: str, name: str, batch: int, ready: Any, go: Any, out: Any, cluster: bool = False, shards: int = 1) -> None:
     """A consumer process: ack+claim in one call until the queue is empty."""
-    client = redis.Redis.from_url(url)
-    q = Queue(client, name)
+    client: Any = redis.cluster.RedisCluster.from_url(url) if cluster else redis.Redis.from_url(url)
+    q = Queue(client, name, shards=shards)
     q.stats()  # connected and scripts warm before the clock starts
     ready.release()
     go.wait()
@@ -472,7 +475,6 @@ def bench_consumers(target: Target, opts: argparse.Namespace, progress: Progress
         return {"skipped": "needs a real server (fakeredis lives inside one process)"}
     assert target.url is not None
     n = 200_000 if opts.full else 60_000
-    ctx = multiprocessing.get_context("spawn")
     client = target.client()
     cells: dict[int, Cell] = {}
     with progress.phase("consumers", opts.rounds * 3) as step:
@@ -480,25 +482,32 @@ def bench_consumers(target: Target, opts: argparse.Namespace, progress: Progress
             for procs in (1, 2, 4):
                 q = Queue(client, name_for("cons"))
                 q.enqueue_many([PAYLOAD] * n)
-                ready, go, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
-                workers = [ctx.Process(target=_consume, args=(target.url, q.name, 100, ready, go, out)) for _ in range(procs)]
-                for w in workers:
-                    w.start()
-                for _ in workers:
-                    ready.acquire()
                 before = server_usec(client, False)
-                start = time.perf_counter()
-                go.set()
-                total = sum(out.get(timeout=300) for _ in workers)
-                elapsed = time.perf_counter() - start
-                for w in workers:
-                    w.join()
-                if total != n:
-                    raise RuntimeError(f"consumers got {total} jobs of {n}")
+                elapsed = run_consumers(target.url, q, procs, n)
                 cells.setdefault(procs, Cell()).add(n, elapsed, spent(before, server_usec(client, False), "evalsha"))
                 step(f"{procs} processes")
     client.close()
     return {str(p): c.summary() for p, c in cells.items()}
+
+
+def run_consumers(url: str, q: Queue, procs: int, n: int, cluster: bool = False, shards: int = 1) -> float:
+    """Start ``procs`` consumer processes on a filled queue; the seconds until they emptied it."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, go, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+    workers = [ctx.Process(target=_consume, args=(url, q.name, 100, ready, go, out, cluster, shards)) for _ in range(procs)]
+    for w in workers:
+        w.start()
+    for _ in workers:
+        ready.acquire()
+    start = time.perf_counter()
+    go.set()
+    total = sum(out.get(timeout=300) for _ in workers)
+    elapsed = time.perf_counter() - start
+    for w in workers:
+        w.join()
+    if total != n:
+        raise RuntimeError(f"consumers got {total} jobs of {n}")
+    return elapsed
 
 
 def _late_consumer(url: str, name: str, seconds: float, poll_s: float, ready: Any, go: Any, out: Any) -> None:
@@ -589,12 +598,65 @@ def _histogram(values: list[int]) -> dict[str, int]:
     return counts
 
 
+def bench_cluster(target: Target, opts: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    """Single tag vs 3 shards on a cluster: items/s with 2 consumers, and each master's evalsha time."""
+    if target.fake:
+        return {"skipped": "needs redis-server and redis-cli for a local cluster"}
+    url = opts.cluster_url or os.environ.get("DELAYQ_CLUSTER_URL")
+    local = None
+    if not url:
+        try:
+            local = RedisCluster(masters=3, replicas=0).start()
+        except ServerUnavailable as exc:
+            return {"skipped": str(exc)}
+        url = local.url
+    n, procs, shards = (200_000 if opts.full else 60_000), 2, 3
+    cells: dict[str, Cell] = {}
+    per_node: dict[str, list[list[float]]] = {}
+    try:
+        client = redis.cluster.RedisCluster.from_url(url)
+        nodes = client.get_primaries()  # type: ignore[no-untyped-call]
+
+        def node_usec() -> list[float]:
+            return [
+                float(client.info("commandstats", target_nodes=node).get("cmdstat_evalsha", {}).get("usec", 0)) for node in nodes
+            ]
+
+        with progress.phase("cluster", opts.rounds * 2) as step:
+            for _ in range(opts.rounds):
+                for label, count in (("single tag", 1), (f"{shards} shards", shards)):
+                    q = Queue(client, name_for("cluster"), shards=count)
+                    q.enqueue_many([PAYLOAD] * n)
+                    before = node_usec()
+                    elapsed = run_consumers(url, q, procs, n, cluster=True, shards=count)
+                    used = [a - b for a, b in zip(node_usec(), before, strict=True)]
+                    cells.setdefault(label, Cell()).add(n, elapsed, sum(used))
+                    per_node.setdefault(label, []).append([u / n for u in used])
+                    step(label)
+        client.close()
+    finally:
+        if local is not None:
+            local.stop()
+    result: dict[str, Any] = {"masters": len(nodes), "consumers": procs, "jobs": n, "local": local is not None}
+    for label, cell in cells.items():
+        nodes_us = [median([run[i] for run in per_node[label]]) for i in range(len(nodes))]
+        busiest = max(nodes_us)
+        result[label] = {
+            **cell.summary(),
+            "node_usec_per_item": nodes_us,
+            # one core per node: the busiest node bounds the queue at 1 s / its µs per item
+            "predicted_items_per_s_one_core_per_node": 1e6 / busiest if busiest else None,
+        }
+    return result
+
+
 RUNNERS: dict[str, Callable[[Target, argparse.Namespace, Progress], dict[str, Any]]] = {
     "throughput": bench_throughput,
     "enqueue": bench_enqueue,
     "scaling": bench_scaling,
     "consumers": bench_consumers,
     "lateness": bench_lateness,
+    "cluster": bench_cluster,
 }
 
 
@@ -704,6 +766,29 @@ def report(results: dict[str, Any]) -> str:
                 f"{lt['seconds']:g} s, delays 0-200 ms, {lt['consumers']} consumers polling every {lt['poll_ms']:g} ms: "
                 f"p50 {lt['p50_ms']:.0f} ms, p99 {lt['p99_ms']:.0f} ms, max {lt['max_ms']:.0f} ms"
             )
+    if "cluster" in results:
+        cl = results["cluster"]
+        if "skipped" in cl:
+            out.append(f"\ncluster: skipped, {cl['skipped']}")
+        else:
+            rows = [
+                [
+                    label,
+                    cl[label]["items_per_s"],
+                    " / ".join(f"{u:.2f}" for u in cl[label]["node_usec_per_item"]),
+                    cl[label]["predicted_items_per_s_one_core_per_node"],
+                ]
+                for label in cl
+                if isinstance(cl[label], dict)
+            ]
+            out.append(
+                table(
+                    f"\ncluster: {cl['masters']} masters, {cl['consumers']} consumer processes, batch 100 ack+claim, "
+                    f"{cl['jobs']:,} jobs (every process shares this machine's cores)",
+                    ["queue", "items/s", "server µs/item on each master", "predicted items/s, 1 core per master"],
+                    rows,
+                )
+            )
     out.append("\n" + targets(results))
     return "\n".join(out)
 
@@ -809,6 +894,9 @@ def plot(results: dict[str, Any], path: str) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The bench command's options."""
     parser.add_argument("--url", help="Redis to run against (default $DELAYQ_REDIS_URL, else a private redis-server)")
+    parser.add_argument(
+        "--cluster-url", help="a Redis Cluster node for the cluster phase (default $DELAYQ_CLUSTER_URL, else a local one)"
+    )
     parser.add_argument("--full", action="store_true", help="larger sizes, 10^6 queued, more rounds (about 10 minutes)")
     parser.add_argument("--only", action="append", choices=PHASES, help="run only this phase (repeatable)")
     parser.add_argument("--rounds", type=_positive, help="interleaved rounds per measurement (default 5, 7 with --full)")
@@ -839,6 +927,8 @@ def run(opts: argparse.Namespace) -> int:
         except ImportError as exc:
             raise BenchError("--plot needs matplotlib: pip install 'delayq[plot]'", code=2) from exc
     url = opts.url or os.environ.get("DELAYQ_REDIS_URL")
+    if opts.cluster_url:
+        check_url(opts.cluster_url)
     opts.rounds = opts.rounds or (7 if opts.full else 5)
     target = open_target(url, lambda line: print(line, file=sys.stderr))
     try:

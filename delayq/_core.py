@@ -36,6 +36,7 @@ __all__ = [
     "QueueCore",
     "check_client",
     "new_ids",
+    "prepare_enqueue",
     "script_error",
     "to_ms",
 ]
@@ -240,6 +241,27 @@ def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
 # ---------------------------------------------------------------- the core
 
 
+def prepare_enqueue(
+    payloads: Iterable[Payload], delay: object, at: object, ids: Sequence[str] | None
+) -> tuple[str, int, list[str], list[bytes]]:
+    """Validate an enqueue: (mode, when, ids, payload bytes), or a typed error before anything is sent."""
+    mode, when = _when(delay, at)
+    if isinstance(payloads, (str, bytes, bytearray, memoryview)):
+        raise InvalidType("payloads must be an iterable of payloads, not a single str or bytes")
+    if not isinstance(payloads, Iterable):
+        raise InvalidType(f"payloads must be an iterable of bytes or str, got {type(payloads).__name__}")
+    data = [_check_payload(p) for p in payloads]
+    if ids is None:
+        job_ids = new_ids(len(data))
+    else:
+        if isinstance(ids, str) or not isinstance(ids, Sequence):
+            raise InvalidType(f"ids must be a sequence of str, got {ids!r:.80}")
+        job_ids = [_check_id(i) for i in ids]
+        if len(job_ids) != len(data):
+            raise InvalidArgument(f"ids has {len(job_ids)} items but payloads has {len(data)}")
+    return mode, when, job_ids, data
+
+
 class QueueCore:
     """A queue's key names and settings, and a generator per operation. Does no I/O.
 
@@ -253,11 +275,13 @@ class QueueCore:
         InvalidArgument: An empty or too long name or prefix, braces in either, max_attempts < 1.
     """
 
-    def __init__(self, name: str, *, prefix: str = "delayq", max_attempts: int | None = None) -> None:
+    def __init__(self, name: str, *, prefix: str = "delayq", max_attempts: int | None = None, tag: str | None = None) -> None:
         self.name = _check_name(name, "queue name")
         self.prefix = _check_name(prefix, "key prefix")
         self.max_attempts = None if max_attempts is None else _check_int(max_attempts, "max_attempts", 1, 2**31)
-        base = f"{self.prefix}:{{{self.name}}}"
+        self.tag = tag or self.name
+        """The keys' hash tag: the name, or for one shard of a sharded queue, the shard's tag."""
+        base = f"{self.prefix}:{{{self.tag}}}"
         self.keys = {role: f"{base}:{role}" for role in ("due", "lease", "payload", "meta", "dead", "errors")}
         self.clock: Callable[[], int] | None = None
         """TEST ONLY: when set, scripts take "now" (ms) from it instead of the server's TIME."""
@@ -274,23 +298,10 @@ class QueueCore:
         self, payloads: Iterable[Payload], *, delay: Duration = 0, at: datetime | None = None, ids: Sequence[str] | None = None
     ) -> Op[list[str | None]]:
         """Validate everything, then store jobs 1000 to a call; see Queue.enqueue_many."""
-        mode, when = _when(delay, at)
-        if isinstance(payloads, (str, bytes, bytearray, memoryview)):
-            raise InvalidType("payloads must be an iterable of payloads, not a single str or bytes")
-        if not isinstance(payloads, Iterable):
-            raise InvalidType(f"payloads must be an iterable of bytes or str, got {type(payloads).__name__}")
-        data = [_check_payload(p) for p in payloads]
-        if ids is None:
-            job_ids = new_ids(len(data))
-        else:
-            if isinstance(ids, str) or not isinstance(ids, Sequence):
-                raise InvalidType(f"ids must be a sequence of str, got {ids!r:.80}")
-            job_ids = [_check_id(i) for i in ids]
-            if len(job_ids) != len(data):
-                raise InvalidArgument(f"ids has {len(job_ids)} items but payloads has {len(data)}")
-        return self._enqueue(mode, when, job_ids, data)
+        return self.enqueue_prepared(*prepare_enqueue(payloads, delay, at, ids))
 
-    def _enqueue(self, mode: str, when: int, job_ids: list[str], data: list[bytes]) -> Op[list[str | None]]:
+    def enqueue_prepared(self, mode: str, when: int, job_ids: list[str], data: list[bytes]) -> Op[list[str | None]]:
+        """Store already validated jobs; returns each one's id, or None where the id exists."""
         result: list[str | None] = [None] * len(job_ids)
         # an id repeated within one call is stored once: the first occurrence wins
         first: dict[str, int] = {}
@@ -320,13 +331,13 @@ class QueueCore:
         """Validate, then ack ``done`` and claim up to ``batch`` jobs in one call; see Queue.dequeue."""
         _check_int(batch, "batch", 1, MAX_BATCH)
         ttl = to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)
-        pairs = self._token_pairs(done)
+        pairs = self.token_pairs(done)
         token = secrets.token_hex(8)
         call = self._call("dequeue", batch, ttl, token, self.max_attempts or 0, self._now(), len(pairs) // 2, *pairs)
         reply = yield call
         return _parse_dequeue(reply, ttl, token)
 
-    def _token_pairs(self, jobs: Iterable[Job]) -> list[str]:
+    def token_pairs(self, jobs: Iterable[Job]) -> list[str]:
         if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
             raise InvalidType(f"expected an iterable of Job, got {jobs!r:.80}")
         seen: dict[tuple[str, str], None] = {}
@@ -339,7 +350,7 @@ class QueueCore:
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Validate, then ack in one call; see Queue.ack_many."""
-        pairs = self._token_pairs(jobs)
+        pairs = self.token_pairs(jobs)
         if not pairs:
             return 0
         return int((yield self._call("ack", self._now(), *pairs)))

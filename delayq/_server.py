@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["RedisServer", "ServerUnavailable", "free_port"]
+__all__ = ["RedisCluster", "RedisServer", "ServerUnavailable", "free_port"]
 
 
 class ServerUnavailable(RuntimeError):
@@ -95,3 +95,82 @@ class RedisServer:
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisCluster:
+    """A local Redis Cluster of ``masters`` masters with ``replicas`` replicas each, on loopback.
+
+    Nodes are ``redis-server --cluster-enabled yes`` processes on free ports, joined
+    by ``redis-cli --cluster create``. Stopped (all nodes) on exit.
+
+    Args:
+        masters: Number of masters (at least 3, as redis-cli requires).
+        replicas: Replicas per master.
+        node_timeout_ms: ``cluster-node-timeout``; small, so a failover takes about a second.
+
+    Raises:
+        ServerUnavailable: redis-server or redis-cli is missing, or the cluster did not form.
+    """
+
+    def __init__(self, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 1000) -> None:
+        self.cli = shutil.which("redis-cli")
+        if self.cli is None or shutil.which("redis-server") is None:
+            raise ServerUnavailable("redis-server and redis-cli are needed (Debian/Ubuntu: apt-get install redis-server)")
+        self.masters, self.replicas, self.node_timeout_ms = masters, replicas, node_timeout_ms
+        self.nodes: list[RedisServer] = []
+
+    @property
+    def url(self) -> str:
+        """A redis:// URL of one node, for ``redis.cluster.RedisCluster.from_url``."""
+        return self.nodes[0].url
+
+    def start(self) -> RedisCluster:
+        """Start the nodes, create the cluster, and wait until every node says cluster_state:ok."""
+        timeout = str(self.node_timeout_ms)
+        try:
+            for _ in range(self.masters * (1 + self.replicas)):
+                node = RedisServer(
+                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", timeout,
+                    "--cluster-replica-validity-factor", "0",
+                )  # fmt: skip
+                self.nodes.append(node.start())
+            assert self.cli is not None
+            addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            create = [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas), "--cluster-yes"]
+            done = subprocess.run(create, capture_output=True, text=True, timeout=60, check=False)
+            if done.returncode != 0:
+                raise ServerUnavailable(f"redis-cli --cluster create failed: {done.stdout[-500:]} {done.stderr[-500:]}")
+            self.wait_ok()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        """Wait until every live node reports cluster_state:ok and knows all slots."""
+        assert self.cli is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [
+                subprocess.run(
+                    [self.cli, "-p", str(n.port), "cluster", "info"], capture_output=True, text=True, timeout=5, check=False
+                ).stdout
+                for n in self.nodes
+                if n.proc is not None and n.proc.poll() is None
+            ]
+            if states and all("cluster_state:ok" in s and "cluster_slots_assigned:16384" in s for s in states):
+                return
+            time.sleep(0.1)
+        raise ServerUnavailable("the cluster did not reach cluster_state:ok")
+
+    def stop(self) -> None:
+        """Stop every node and remove their directories."""
+        for node in self.nodes:
+            node.__exit__(None, None, None)
+        self.nodes = []
+
+    def __enter__(self) -> RedisCluster:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import Call, Duration, Op, Payload, QueueCore, check_client, script_error
+from ._core import Call, Duration, Op, Payload, check_client, script_error
+from ._sharded import ShardedCore, make_core
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
 __all__ = ["Queue"]
@@ -27,19 +28,29 @@ class Queue:
         prefix: The first part of every key (``delayq:{name}:due`` ...).
         max_attempts: A job claimed this many times and not acked goes to the
             dead letters instead of being delivered again; None = never.
+        shards: Spread the queue over this many hash tags (1-256), so that on a
+            Redis Cluster its load spreads over the masters. Ordering is then by
+            due time within a shard and only approximate across shards; see
+            the README.
 
     Raises:
         InvalidType: ``client``, ``name``, ``prefix`` or ``max_attempts`` of the wrong type.
-        InvalidArgument: A bad name or prefix, ``max_attempts < 1``, or a client
-            with ``decode_responses=True``.
+        InvalidArgument: A bad name or prefix, ``max_attempts < 1``, ``shards`` out
+            of range, or a client with ``decode_responses=True``.
     """
 
     def __init__(
-        self, client: redis.Redis | redis.RedisCluster, name: str, *, prefix: str = "delayq", max_attempts: int | None = None
+        self,
+        client: redis.Redis | redis.RedisCluster,
+        name: str,
+        *,
+        prefix: str = "delayq",
+        max_attempts: int | None = None,
+        shards: int = 1,
     ) -> None:
         check_client(client)
         self._client = client
-        self._core = QueueCore(name, prefix=prefix, max_attempts=max_attempts)
+        self._core = make_core(name, prefix, max_attempts, shards)
 
     @property
     def name(self) -> str:
@@ -47,7 +58,9 @@ class Queue:
         return self._core.name
 
     def __repr__(self) -> str:
-        return f"Queue({self._core.name!r}, prefix={self._core.prefix!r}, max_attempts={self._core.max_attempts!r})"
+        core = self._core
+        shards = len(core.shards) if isinstance(core, ShardedCore) else 1
+        return f"Queue({core.name!r}, prefix={core.prefix!r}, max_attempts={core.max_attempts!r}, shards={shards})"
 
     def _execute(self, call: Call) -> Any:
         """EVALSHA; on NOSCRIPT (restart, failover, SCRIPT FLUSH) load the script and retry once."""

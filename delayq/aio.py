@@ -13,7 +13,8 @@ import redis.asyncio
 import redis.asyncio.cluster
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import Call, Duration, Op, Payload, QueueCore, check_client, script_error
+from ._core import Call, Duration, Op, Payload, check_client, script_error
+from ._sharded import ShardedCore, make_core
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
 __all__ = ["Queue"]
@@ -30,6 +31,7 @@ class Queue:
         name: As for :class:`delayq.Queue`.
         prefix: As for :class:`delayq.Queue`.
         max_attempts: As for :class:`delayq.Queue`.
+        shards: As for :class:`delayq.Queue`.
 
     Raises:
         InvalidType, InvalidArgument: As for :class:`delayq.Queue`.
@@ -42,10 +44,11 @@ class Queue:
         *,
         prefix: str = "delayq",
         max_attempts: int | None = None,
+        shards: int = 1,
     ) -> None:
         check_client(client)
         self._client = client
-        self._core = QueueCore(name, prefix=prefix, max_attempts=max_attempts)
+        self._core = make_core(name, prefix, max_attempts, shards)
 
     @property
     def name(self) -> str:
@@ -53,7 +56,9 @@ class Queue:
         return self._core.name
 
     def __repr__(self) -> str:
-        return f"aio.Queue({self._core.name!r}, prefix={self._core.prefix!r}, max_attempts={self._core.max_attempts!r})"
+        core = self._core
+        shards = len(core.shards) if isinstance(core, ShardedCore) else 1
+        return f"aio.Queue({core.name!r}, prefix={core.prefix!r}, max_attempts={core.max_attempts!r}, shards={shards})"
 
     async def _execute(self, call: Call) -> Any:
         """EVALSHA; on NOSCRIPT load the script and retry once."""

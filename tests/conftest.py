@@ -18,10 +18,12 @@ import fakeredis
 import pytest
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
 import delayq
 import delayq.aio
-from delayq._server import RedisServer, ServerUnavailable
+from delayq._server import RedisCluster, RedisServer, ServerUnavailable
 
 REQUIRE = os.environ.get("DELAYQ_REQUIRE_REDIS") == "1"
 
@@ -61,6 +63,23 @@ def redis_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """A node of a real Redis Cluster: $DELAYQ_CLUSTER_URL, or a local 3-master, 3-replica cluster."""
+    url = os.environ.get("DELAYQ_CLUSTER_URL")
+    if url:
+        yield url
+        return
+    try:
+        cluster = RedisCluster().start()
+    except ServerUnavailable as exc:
+        no_server(str(exc))
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
 
 
 _names = itertools.count()
@@ -122,7 +141,7 @@ class Env:
             self._loop.close()
 
 
-@pytest.fixture(params=["fake", "real"])
+@pytest.fixture(params=["fake", "real", "cluster"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -139,10 +158,14 @@ def env(backend: str, api: str, request: pytest.FixtureRequest) -> Iterator[Env]
         server = fakeredis.FakeServer()
         raw: redis.Redis = fakeredis.FakeRedis(server=server)
         e = Env(backend, api, raw, lambda: fakeredis.FakeAsyncRedis(server=server))
-    else:
+    elif backend == "real":
         url = request.getfixturevalue("redis_url")
         raw = redis.Redis.from_url(url)
         e = Env(backend, api, raw, lambda: redis.asyncio.Redis.from_url(url))
+    else:
+        url = request.getfixturevalue("cluster_url")
+        raw = redis.cluster.RedisCluster.from_url(url)  # type: ignore[assignment]
+        e = Env(backend, api, raw, lambda: redis.asyncio.cluster.RedisCluster.from_url(url))
     try:
         yield e
     finally:
@@ -153,10 +176,12 @@ def env(backend: str, api: str, request: pytest.FixtureRequest) -> Iterator[Env]
 @pytest.fixture
 def raw_client(backend: str, request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
     """A plain sync client on fakeredis or the real server, for tests of sync-only code."""
-    client = (
-        fakeredis.FakeRedis(server=fakeredis.FakeServer())
-        if backend == "fake"
-        else redis.Redis.from_url(request.getfixturevalue("redis_url"))
-    )
+    client: redis.Redis
+    if backend == "fake":
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    elif backend == "real":
+        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    else:
+        client = redis.cluster.RedisCluster.from_url(request.getfixturevalue("cluster_url"))  # type: ignore[assignment]
     yield client
     client.close()

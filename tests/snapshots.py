@@ -9,7 +9,9 @@ import redis
 
 def snapshot(raw: redis.Redis, queue: Any) -> dict[bytes, Any]:
     """Every key of the queue, with its full contents; {} when the queue left nothing behind."""
-    keys = list(queue._core.keys.values())
+    core = queue._core
+    cores = getattr(core, "shards", [core])
+    keys = [key for c in cores for key in c.keys.values()]
     out: dict[bytes, Any] = {}
     for key in keys:
         kind = raw.type(key)
@@ -19,9 +21,10 @@ def snapshot(raw: redis.Redis, queue: Any) -> dict[bytes, Any]:
             out[key.encode()] = raw.hgetall(key)
         elif kind != b"none":
             out[key.encode()] = (kind, raw.dump(key))
-    # and nothing else under the queue's tag
-    tag = f"{{{queue._core.name}}}"
-    for key in raw.scan_iter(match=f"*{tag.replace('{', '[{]').replace('}', '[}]')}*", count=1000):
-        if key.decode() not in keys:
-            out[key] = "unexpected key"
+    # and nothing else under the queue's tags
+    for c in cores:
+        tag = f"{{{c.tag}}}"
+        for key in raw.scan_iter(match=f"*{tag.replace('{', '[{]').replace('}', '[}]')}*", count=1000):
+            if key.decode() not in keys:
+                out[key] = "unexpected key"
     return out

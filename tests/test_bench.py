@@ -25,8 +25,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 @pytest.mark.parametrize("url", ["http://localhost:6379", "not a url", "redis://host:notaport"])
-def test_bad_url_is_one_line_and_exit_2(url: str) -> None:
-    result = run_cli("bench", "--url", url)
+@pytest.mark.parametrize("option", ["--url", "--cluster-url"])
+def test_bad_url_is_one_line_and_exit_2(url: str, option: str) -> None:
+    result = run_cli("bench", option, url)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "bad Redis URL" in result.stderr and url in result.stderr

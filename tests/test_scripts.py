@@ -77,7 +77,7 @@ def test_scripts_touch_only_the_queues_keys(redis_url: str) -> None:
     user, password = f"u-{name}", "pw-" + name
     commands = ACL_COMMANDS
     acl = ["ACL", "SETUSER", user, "on", f">{password}", "resetkeys", f"~delayq:{{{name}}}:*", "-@all", *commands.split()]
-    admin.execute_command(*acl)  # type: ignore[no-untyped-call]
+    admin.execute_command(*acl)
     try:
         client = redis.Redis.from_url(url, username=user, password=password)
         q = delayq.Queue(client, name, max_attempts=1)
@@ -109,7 +109,7 @@ def test_lease_and_meta_stay_in_fast_encodings_and_vanish_when_idle(redis_url: s
     and the worker loop never empties it. With no job in flight, neither key is left behind."""
     client = redis.Redis.from_url(redis_url)
     q = delayq.Queue(client, unique_name("enc"))
-    keys = q._core.keys
+    keys = q._core.keys  # type: ignore[union-attr]
     q.enqueue_many([b"x"] * 30)
     jobs = q.dequeue(10)
     assert client.object("encoding", keys["lease"]) == b"skiplist"

@@ -1,0 +1,269 @@
+"""One logical queue spread over N hash tags (shards), so that on a cluster its load spreads over nodes.
+
+Like the single-tag core, it does no I/O: each operation is a generator of script
+calls, at most one call per shard, driven by the same sync and async queues.
+
+- A job lives in the shard chosen by a stable hash of its id (CRC32), so dedup by
+  id, ack, nack, extend, cancel and reschedule go to exactly one shard.
+- Shard tags are chosen so that shard i's slot falls in the i-th N-th of the
+  16384 slots. ``redis-cli --cluster create`` gives each master an equal,
+  contiguous slot range, so N shards over N masters land one per master. The
+  choice depends only on the name and N, never on the topology, so every client
+  computes the same tags.
+- dequeue visits the shards in an order that rotates on every call (from a
+  random start per client), asking each for all that is still missing from the
+  batch. A batch is never short while jobs are due anywhere (a fixed share per
+  shard would come back short whenever shards are unevenly filled, and with one
+  call per shard that cannot be made up), and since every shard comes first
+  once in N calls, none starves: under a backlog each shard is drained at 1/N
+  of the rate.
+- Ordering: by due time within a shard; across shards only approximately (a batch
+  may hold a job due later than one left in another shard).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+from ._core import (
+    MAX_BATCH,
+    DequeueResult,
+    Duration,
+    Op,
+    Payload,
+    QueueCore,
+    _check_id,
+    _check_int,
+    _check_job,
+    _chunks,
+    prepare_enqueue,
+)
+from ._errors import InvalidType
+from ._types import DeadJob, Job, PendingJob, QueueStats
+
+__all__ = ["MAX_SHARDS", "ShardedCore", "make_core", "shard_tags"]
+
+T = TypeVar("T")
+
+MAX_SHARDS = 256
+"""Most shards one queue may have."""
+
+
+def shard_tags(name: str, shards: int) -> list[str]:
+    """The hash tags of a queue's shards: shard i's slot lies in the i-th ``shards``-th of the slot space.
+
+    Args:
+        name: The queue's (validated) name.
+        shards: How many shards.
+
+    Returns:
+        ``shards`` distinct tags, each ``name:i:k`` for the smallest k that lands in range.
+    """
+    tags = []
+    for i in range(shards):
+        low, high = i * REDIS_CLUSTER_HASH_SLOTS // shards, (i + 1) * REDIS_CLUSTER_HASH_SLOTS // shards
+        k = 0
+        while not low <= key_slot(f"{name}:{i}:{k}".encode()) < high:
+            k += 1
+        tags.append(f"{name}:{i}:{k}")
+    return tags
+
+
+class ShardedCore:
+    """The core of a queue spread over ``shards`` hash tags; the same operations as QueueCore.
+
+    Args:
+        name: The queue's name.
+        shards: 2 to 256.
+        prefix: As for QueueCore.
+        max_attempts: As for QueueCore.
+
+    Raises:
+        InvalidType, InvalidArgument: A bad name, prefix, max_attempts or shards.
+    """
+
+    def __init__(self, name: str, shards: int, *, prefix: str = "delayq", max_attempts: int | None = None) -> None:
+        first = QueueCore(name, prefix=prefix, max_attempts=max_attempts)
+        self.name, self.prefix, self.max_attempts = first.name, first.prefix, first.max_attempts
+        _check_int(shards, "shards", 1, MAX_SHARDS)
+        self.shards = [QueueCore(name, prefix=prefix, max_attempts=max_attempts, tag=t) for t in shard_tags(name, shards)]
+        self._start = random.randrange(shards)
+
+    @property
+    def clock(self) -> Callable[[], int] | None:
+        """TEST ONLY: see QueueCore.clock; set on every shard."""
+        return self.shards[0].clock
+
+    @clock.setter
+    def clock(self, value: Callable[[], int] | None) -> None:
+        for shard in self.shards:
+            shard.clock = value
+
+    def shard_of(self, job_id: str) -> QueueCore:
+        """The shard that holds (or would hold) the job with this id."""
+        return self.shards[zlib.crc32(job_id.encode("utf-8")) % len(self.shards)]
+
+    def _group(self, job_ids: Iterable[str]) -> dict[int, list[int]]:
+        """Positions of the ids, by the index of their shard."""
+        groups: dict[int, list[int]] = {}
+        for position, job_id in enumerate(job_ids):
+            groups.setdefault(zlib.crc32(job_id.encode("utf-8")) % len(self.shards), []).append(position)
+        return groups
+
+    def _rotation(self) -> list[int]:
+        self._start = (self._start + 1) % len(self.shards)
+        return [(self._start + k) % len(self.shards) for k in range(len(self.shards))]
+
+    def _jobs(self, jobs: Iterable[Job]) -> list[Job]:
+        """The jobs as a list, each checked (and at most MAX_BATCH) before anything is sent."""
+        if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
+            raise InvalidType(f"expected an iterable of Job, got {jobs!r:.80}")
+        listed = list(jobs)
+        self.shards[0].token_pairs(listed)
+        return listed
+
+    # -- enqueue
+
+    def enqueue_many(
+        self, payloads: Iterable[Payload], *, delay: Duration = 0, at: datetime | None = None, ids: Sequence[str] | None = None
+    ) -> Op[list[str | None]]:
+        """Validate everything, then one call per shard (per 1000 jobs); see Queue.enqueue_many."""
+        mode, when, job_ids, data = prepare_enqueue(payloads, delay, at, ids)
+        result: list[str | None] = [None] * len(job_ids)
+        for index, positions in self._group(job_ids).items():
+            stored = yield from self.shards[index].enqueue_prepared(
+                mode, when, [job_ids[p] for p in positions], [data[p] for p in positions]
+            )
+            for position, job_id in zip(positions, stored, strict=True):
+                result[position] = job_id
+        return result
+
+    def enqueue(
+        self, payload: Payload, *, delay: Duration = 0, at: datetime | None = None, id: str | None = None
+    ) -> Op[str | None]:
+        """See Queue.enqueue."""
+        return (yield from self.enqueue_many([payload], delay=delay, at=at, ids=None if id is None else [id]))[0]
+
+    # -- claim and settle
+
+    def dequeue(self, batch: int, lock_ttl: Duration, done: Iterable[Job] = ()) -> Op[DequeueResult]:
+        """Ack ``done`` on their shards and claim up to ``batch`` jobs, one call per shard at most."""
+        _check_int(batch, "batch", 1, MAX_BATCH)
+        finished = self._jobs(done)
+        acks: dict[int, list[Job]] = {
+            index: [finished[p] for p in positions] for index, positions in self._group(j.id for j in finished).items()
+        }
+        jobs: list[Job] = []
+        acked = dead = 0
+        now_ms, next_ms = 0, None
+        order = self._rotation()
+        for index in order:
+            shard, mine = self.shards[index], acks.get(index, [])
+            missing = batch - len(jobs)
+            if missing > 0:
+                part = yield from shard.dequeue(missing, lock_ttl, mine)
+                jobs += part.jobs
+                acked += part.acked
+                dead += part.dead_lettered
+                now_ms = max(now_ms, part.now_ms)
+                if part.next_ms is not None and (next_ms is None or part.next_ms < next_ms):
+                    next_ms = part.next_ms
+            elif mine:
+                acked += yield from shard.ack_many(mine)
+        jobs.sort(key=lambda job: job.due_ms)  # due order within the batch, as close as shards allow
+        return DequeueResult(now_ms, next_ms if len(jobs) < batch else None, acked, dead, jobs)
+
+    def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
+        """Ack on each job's shard, one call per shard; see Queue.ack_many."""
+        listed = self._jobs(jobs)
+        total = 0
+        for index, positions in self._group(j.id for j in listed).items():
+            total += yield from self.shards[index].ack_many([listed[p] for p in positions])
+        return total
+
+    def ack(self, job: Job) -> Op[bool]:
+        """See Queue.ack."""
+        return (yield from self.shard_of(_check_job(job).id).ack(job))
+
+    def nack(self, job: Job, delay: Duration = 0, error: str | None = None) -> Op[int]:
+        """See Queue.nack."""
+        return (yield from self.shard_of(_check_job(job).id).nack(job, delay, error))
+
+    def extend(self, job: Job, lock_ttl: Duration) -> Op[int | None]:
+        """See Queue.extend."""
+        return (yield from self.shard_of(_check_job(job).id).extend(job, lock_ttl))
+
+    # -- manage
+
+    def cancel(self, job_id: str) -> Op[bool]:
+        """See Queue.cancel."""
+        return (yield from self.shard_of(_check_id(job_id)).cancel(job_id))
+
+    def reschedule(self, job_id: str, *, delay: Duration = 0, at: datetime | None = None) -> Op[bool]:
+        """See Queue.reschedule."""
+        return (yield from self.shard_of(_check_id(job_id)).reschedule(job_id, delay=delay, at=at))
+
+    def peek(self, limit: int) -> Op[list[PendingJob]]:
+        """The earliest ``limit`` waiting jobs over all shards; see Queue.peek."""
+        _check_int(limit, "limit", 1, MAX_BATCH)
+        parts = []
+        for shard in self.shards:
+            parts.append((yield from shard.peek(limit)))
+        return list(heapq.merge(*parts, key=lambda p: (p.due_ms, p.id)))[:limit]
+
+    def stats(self) -> Op[QueueStats]:
+        """Sums over the shards (each shard's counts are atomic; the sum is not one snapshot)."""
+        ready = delayed = in_flight = dead = 0
+        for shard in self.shards:
+            s = yield from shard.stats()
+            ready, delayed, in_flight, dead = ready + s.ready, delayed + s.delayed, in_flight + s.in_flight, dead + s.dead
+        return QueueStats(ready, delayed, in_flight, dead)
+
+    def purge(self) -> Op[int]:
+        """See Queue.purge."""
+        total = 0
+        for shard in self.shards:
+            total += yield from shard.purge()
+        return total
+
+    def dead_letters(self, limit: int) -> Op[list[DeadJob]]:
+        """The oldest ``limit`` dead jobs over all shards; see Queue.dead_letters."""
+        _check_int(limit, "limit", 1, MAX_BATCH)
+        parts = []
+        for shard in self.shards:
+            parts.append((yield from shard.dead_letters(limit)))
+        return list(heapq.merge(*parts, key=lambda d: (d.died_ms, d.id)))[:limit]
+
+    def redrive(self, ids: Iterable[str] | None) -> Op[int]:
+        """See Queue.redrive."""
+        if ids is not None and (isinstance(ids, str) or not isinstance(ids, Iterable)):
+            raise InvalidType(f"ids must be an iterable of str, got {ids!r:.80}")
+        wanted = None if ids is None else list(dict.fromkeys(_check_id(i) for i in ids))
+        total = 0
+        if wanted is None:
+            for shard in self.shards:
+                total += yield from shard.redrive(None)
+            return total
+        for index, positions in self._group(wanted).items():
+            for chunk in _chunks([wanted[p] for p in positions], MAX_BATCH):
+                total += yield from self.shards[index].redrive(chunk)
+        return total
+
+
+def make_core(name: str, prefix: str, max_attempts: int | None, shards: int) -> QueueCore | ShardedCore:
+    """The core for a queue: one tag (shards=1, the keys carry ``{name}``) or several.
+
+    Raises:
+        InvalidType, InvalidArgument: A bad name, prefix, max_attempts or shards.
+    """
+    _check_int(shards, "shards", 1, MAX_SHARDS)
+    if shards == 1:
+        return QueueCore(name, prefix=prefix, max_attempts=max_attempts)
+    return ShardedCore(name, shards, prefix=prefix, max_attempts=max_attempts)

@@ -1,0 +1,131 @@
+"""A queue spread over several hash tags: same API, fakeredis and real server, sync and async."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections import Counter
+
+import pytest
+from redis.crc import key_slot
+
+import delayq
+from delayq import QueueStats
+from delayq._sharded import shard_tags
+from tests.conftest import Env
+from tests.snapshots import snapshot
+
+
+def shard_index(job_id: str, shards: int) -> int:
+    return zlib.crc32(job_id.encode()) % shards
+
+
+def test_tags_spread_over_the_slot_space() -> None:
+    for shards in (2, 3, 6, 16):
+        tags = shard_tags("emails", shards)
+        assert len(set(tags)) == shards
+        for i, tag in enumerate(tags):
+            assert i * 16384 // shards <= key_slot(tag.encode()) < (i + 1) * 16384 // shards
+    assert shard_tags("emails", 3) == shard_tags("emails", 3)  # stable: every client agrees
+
+
+def test_jobs_spread_and_all_come_back(env: Env) -> None:
+    q = env.queue(shards=3)
+    ids = q.enqueue_many([f"p{i}".encode() for i in range(300)])
+    assert len(set(ids)) == 300
+    per_shard = Counter(shard_index(i, 3) for i in ids)
+    assert len(per_shard) == 3 and min(per_shard.values()) > 50
+    assert q.stats() == QueueStats(ready=300, delayed=0, in_flight=0, dead=0)
+    got: list[str] = []
+    while jobs := q.dequeue(50):
+        assert len(jobs) <= 50
+        got += [j.id for j in jobs]
+        assert q.ack_many(jobs) == len(jobs)
+    assert sorted(got) == sorted(ids)
+    assert snapshot(env.raw, q) == {}
+
+
+def test_no_shard_starves_and_batches_are_full(env: Env) -> None:
+    q = env.queue(shards=4)
+    ids = q.enqueue_many([b"x"] * 800)
+    assert min(Counter(shard_index(i, 4) for i in ids).values()) >= 160
+    counts: Counter[int] = Counter()
+    for _ in range(4):  # one rotation: every shard comes first once
+        jobs = q.dequeue(40)
+        assert len(jobs) == 40
+        counts.update(shard_index(j.id, 4) for j in jobs)
+    assert sorted(counts.values()) == [40, 40, 40, 40]
+    # few jobs, unevenly spread: a batch still takes every due job there is
+    q2 = env.queue(shards=3)
+    ids2 = q2.enqueue_many([b"y"] * 7)
+    assert sorted(j.id for j in q2.dequeue(7)) == sorted(ids2)
+
+
+def test_same_id_once_and_routed_operations(env: Env) -> None:
+    q = env.queue(shards=3, max_attempts=2)
+    assert q.enqueue(b"a", id="order-42") == "order-42"
+    assert q.enqueue(b"b", id="order-42") is None
+    assert q.enqueue_many([b"c", b"d"], ids=["order-42", "order-43"]) == [None, "order-43"]
+    assert q.reschedule("order-43", delay=60) is True
+    (job,) = q.dequeue(10, lock_ttl=0.2)
+    assert job.id == "order-42"
+    assert q.extend(job, lock_ttl=0.5) is True
+    time.sleep(0.3)
+    assert q.dequeue(10) == []  # still locked by the extend
+    assert q.nack(job, error="boom") is True
+    (again,) = q.dequeue(10)
+    assert again.attempts == 2
+    assert q.nack(again, error="boom twice") is True  # second claim of max 2: dead
+    assert [(d.id, d.error) for d in q.dead_letters()] == [("order-42", "boom twice")]
+    assert q.stats() == QueueStats(ready=0, delayed=1, in_flight=0, dead=1)
+    assert [p.id for p in q.peek()] == ["order-43"]
+    assert q.redrive(["order-42"]) == 1
+    assert q.cancel("order-43") is True
+    (job,) = q.dequeue(5)
+    acked, more = q.ack_and_dequeue([job], 5)
+    assert (acked, more) == (1, [])
+    assert snapshot(env.raw, q) == {}
+
+
+def test_peek_dead_letters_and_purge_aggregate(env: Env) -> None:
+    q = env.queue(shards=3, max_attempts=1)
+    ids = q.enqueue_many([b"x"] * 30, delay=60)
+    q.enqueue_many([b"soon"] * 6, delay=0)
+    peeked = q.peek(10)
+    assert len(peeked) == 10
+    assert [p.due_ms for p in peeked] == sorted(p.due_ms for p in peeked)
+    assert [p.payload for p in peeked[:6]] == [b"soon"] * 6
+    jobs = q.dequeue(6)
+    assert len(jobs) == 6
+    for job in jobs:
+        assert q.nack(job) is True  # max_attempts=1: dead
+    dead = q.dead_letters(4)
+    assert len(dead) == 4 and [d.died_ms for d in dead] == sorted(d.died_ms for d in dead)
+    assert len(q.dead_letters()) == 6
+    assert q.purge() == 36
+    assert snapshot(env.raw, q) == {}
+    assert len(set(ids)) == 30
+
+
+def test_ack_and_dequeue_loop_over_shards(env: Env) -> None:
+    q = env.queue(shards=3)
+    q.enqueue_many([b"x"] * 120)
+    done: list[delayq.Job] = []
+    seen = 0
+    while True:
+        acked, jobs = q.ack_and_dequeue(done, 25)
+        assert acked == len(done)
+        if not jobs:
+            break
+        seen += len(jobs)
+        done = jobs
+    assert seen == 120
+    assert q.stats().total == 0
+
+
+@pytest.mark.parametrize(
+    ("shards", "error"), [(0, delayq.InvalidArgument), (257, delayq.InvalidArgument), ("3", delayq.InvalidType)]
+)
+def test_bad_shards(env: Env, shards: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="shards"):
+        env.queue(shards=shards)
