@@ -28,7 +28,7 @@ import random
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
@@ -43,14 +43,16 @@ from ._core import (
     _check_int,
     _check_job,
     _chunks,
+    check_client,
     prepare_enqueue,
 )
 from ._errors import InvalidType
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
-__all__ = ["MAX_SHARDS", "ShardedCore", "make_core", "shard_tags"]
+__all__ = ["MAX_SHARDS", "QueueBase", "ShardedCore", "make_core", "shard_tags"]
 
 T = TypeVar("T")
+ClientT = TypeVar("ClientT")
 
 MAX_SHARDS = 256
 """Most shards one queue may have."""
@@ -267,3 +269,25 @@ def make_core(name: str, prefix: str, max_attempts: int | None, shards: int) -> 
     if shards == 1:
         return QueueCore(name, prefix=prefix, max_attempts=max_attempts)
     return ShardedCore(name, shards, prefix=prefix, max_attempts=max_attempts)
+
+
+class QueueBase(Generic[ClientT]):
+    """What the sync and the async queue share besides the core: construction, name and repr."""
+
+    def __init__(
+        self, client: ClientT, name: str, *, prefix: str = "delayq", max_attempts: int | None = None, shards: int = 1
+    ) -> None:
+        check_client(client)
+        self._client = client
+        self._core = make_core(name, prefix, max_attempts, shards)
+
+    @property
+    def name(self) -> str:
+        """The queue's name."""
+        return self._core.name
+
+    def __repr__(self) -> str:
+        core = self._core
+        shards = len(core.shards) if isinstance(core, ShardedCore) else 1
+        kind = f"{type(self).__module__.replace('._sync', '')}.{type(self).__qualname__}"
+        return f"{kind}({core.name!r}, prefix={core.prefix!r}, max_attempts={core.max_attempts!r}, shards={shards})"

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import Call, Duration, Op, Payload, check_client, script_error
-from ._sharded import ShardedCore, make_core
+from ._core import Call, Duration, Op, Payload, script_error
+from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
 __all__ = ["Queue"]
@@ -18,7 +18,7 @@ __all__ = ["Queue"]
 T = TypeVar("T")
 
 
-class Queue:
+class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
     """A delayed-job queue stored in Redis under the hash tag ``{name}``.
 
     Args:
@@ -38,29 +38,6 @@ class Queue:
         InvalidArgument: A bad name or prefix, ``max_attempts < 1``, ``shards`` out
             of range, or a client with ``decode_responses=True``.
     """
-
-    def __init__(
-        self,
-        client: redis.Redis | redis.RedisCluster,
-        name: str,
-        *,
-        prefix: str = "delayq",
-        max_attempts: int | None = None,
-        shards: int = 1,
-    ) -> None:
-        check_client(client)
-        self._client = client
-        self._core = make_core(name, prefix, max_attempts, shards)
-
-    @property
-    def name(self) -> str:
-        """The queue's name."""
-        return self._core.name
-
-    def __repr__(self) -> str:
-        core = self._core
-        shards = len(core.shards) if isinstance(core, ShardedCore) else 1
-        return f"Queue({core.name!r}, prefix={core.prefix!r}, max_attempts={core.max_attempts!r}, shards={shards})"
 
     def _execute(self, call: Call) -> Any:
         """EVALSHA; on NOSCRIPT (restart, failover, SCRIPT FLUSH) load the script and retry once."""

@@ -13,8 +13,8 @@ import redis.asyncio
 import redis.asyncio.cluster
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import Call, Duration, Op, Payload, check_client, script_error
-from ._sharded import ShardedCore, make_core
+from ._core import Call, Duration, Op, Payload, script_error
+from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
 __all__ = ["Queue"]
@@ -22,7 +22,7 @@ __all__ = ["Queue"]
 T = TypeVar("T")
 
 
-class Queue:
+class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster]):
     """The asyncio twin of :class:`delayq.Queue`; every method is documented there.
 
     Args:
@@ -36,29 +36,6 @@ class Queue:
     Raises:
         InvalidType, InvalidArgument: As for :class:`delayq.Queue`.
     """
-
-    def __init__(
-        self,
-        client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster,
-        name: str,
-        *,
-        prefix: str = "delayq",
-        max_attempts: int | None = None,
-        shards: int = 1,
-    ) -> None:
-        check_client(client)
-        self._client = client
-        self._core = make_core(name, prefix, max_attempts, shards)
-
-    @property
-    def name(self) -> str:
-        """The queue's name."""
-        return self._core.name
-
-    def __repr__(self) -> str:
-        core = self._core
-        shards = len(core.shards) if isinstance(core, ShardedCore) else 1
-        return f"aio.Queue({core.name!r}, prefix={core.prefix!r}, max_attempts={core.max_attempts!r}, shards={shards})"
 
     async def _execute(self, call: Call) -> Any:
         """EVALSHA; on NOSCRIPT load the script and retry once."""
