@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,18 +23,24 @@ from ._scripts import SCRIPTS, Script
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
 __all__ = [
+    "BLOCK_MARGIN_S",
     "MAX_BATCH",
     "MAX_DELAY_S",
     "MAX_ID_BYTES",
     "MAX_LOCK_TTL_S",
     "MAX_NAME_LENGTH",
     "MAX_PAYLOAD_BYTES",
+    "MAX_WAIT_S",
     "SCRIPT_KEYS",
     "SENTINEL",
+    "SHARDED_NAP_S",
+    "Block",
     "Call",
     "DequeueResult",
     "Op",
     "QueueCore",
+    "Sleep",
+    "Step",
     "check_client",
     "new_ids",
     "prepare_enqueue",
@@ -64,18 +71,18 @@ Duration = Union[float, timedelta]
 Payload = Union[bytes, bytearray, memoryview, str]
 
 SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
-    "enqueue": ("due", "payload"),
-    "dequeue": ("due", "lease", "payload", "meta", "dead", "errors"),
-    "ack": ("lease", "payload", "meta", "errors"),
-    "nack": ("due", "lease", "meta", "dead", "errors"),
+    "enqueue": ("due", "payload", "wake"),
+    "dequeue": ("due", "lease", "payload", "meta", "dead", "errors", "wake"),
+    "ack": ("lease", "payload", "meta", "errors", "due", "wake"),
+    "nack": ("due", "lease", "meta", "dead", "errors", "wake"),
     "extend": ("lease", "meta"),
-    "cancel": ("due", "lease", "payload", "meta", "dead", "errors"),
-    "reschedule": ("due", "lease"),
+    "cancel": ("due", "lease", "payload", "meta", "dead", "errors", "wake"),
+    "reschedule": ("due", "lease", "wake"),
     "peek": ("due", "lease", "payload", "meta"),
     "stats": ("due", "lease", "dead"),
-    "purge": ("due", "lease", "dead", "payload", "meta", "errors"),
+    "purge": ("due", "lease", "dead", "payload", "meta", "errors", "wake"),
     "dead_letters": ("dead", "payload", "meta", "errors"),
-    "redrive": ("dead", "due", "meta", "errors"),
+    "redrive": ("dead", "due", "meta", "errors", "wake"),
 }
 """The keys each script takes, in KEYS order, by role; each role is one key of the queue."""
 
@@ -89,8 +96,32 @@ class Call:
     args: tuple[bytes | str | int, ...]
 
 
-Op = Generator[Call, Any, T]
-"""An operation: yields calls, is sent their replies, returns the result."""
+@dataclass(frozen=True, slots=True)
+class Block:
+    """BLPOP key timeout: wait for a wake-up token (the reply is the token, or None on timeout)."""
+
+    key: str
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Sleep on the client for ``seconds`` (no I/O; the reply is None)."""
+
+    seconds: float
+
+
+Step = Union[Call, Block, Sleep]
+Op = Generator[Step, Any, T]
+"""An operation: yields steps (script calls, blocking waits, sleeps), is sent their replies, returns the result."""
+
+MAX_WAIT_S = 3600.0
+"""Longest long-poll wait of one dequeue, in seconds."""
+BLOCK_MARGIN_S = 0.11
+"""Redis fires a BLPOP timeout on its cron tick, up to 1/hz late (100 ms at the default hz 10): a
+long-poll blocks only until this much before the next due time, then sleeps the rest on the client."""
+SHARDED_NAP_S = 0.05
+"""A sharded queue cannot BLPOP keys in several slots at once: its long-poll naps at most this long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +313,7 @@ class QueueCore:
         self.tag = tag or self.name
         """The keys' hash tag: the name, or for one shard of a sharded queue, the shard's tag."""
         base = f"{self.prefix}:{{{self.tag}}}"
-        self.keys = {role: f"{base}:{role}" for role in ("due", "lease", "payload", "meta", "dead", "errors")}
+        self.keys = {role: f"{base}:{role}" for role in ("due", "lease", "payload", "meta", "dead", "errors", "wake")}
         self.clock: Callable[[], int] | None = None
         """TEST ONLY: when set, scripts take "now" (ms) from it instead of the server's TIME."""
 
@@ -336,6 +367,32 @@ class QueueCore:
         call = self._call("dequeue", batch, ttl, token, self.max_attempts or 0, self._now(), len(pairs) // 2, *pairs)
         reply = yield call
         return _parse_dequeue(reply, ttl, token)
+
+    def claim(
+        self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), wait: Duration = 0, max_block: float | None = None
+    ) -> Op[DequeueResult]:
+        """Dequeue, and with ``wait`` > 0, long-poll until jobs come or the wait ends; see Queue.dequeue.
+
+        Waiting blocks on the queue's wake list (an enqueue of an earlier job pushes one
+        token, which wakes exactly one waiter) until shortly before the next due time
+        the server reported, then sleeps the rest precisely and claims again.
+        """
+        wait_s = to_ms(wait, "wait", minimum_ms=0, maximum_s=MAX_WAIT_S) / 1000
+        deadline = time.monotonic() + wait_s
+        result = yield from self.dequeue(batch, lock_ttl, done)
+        acked, dead = result.acked, result.dead_lettered
+        while not result.jobs and (remaining := deadline - time.monotonic()) > 0:
+            until_due = math.inf if result.next_ms is None else (result.next_ms - result.now_ms) / 1000
+            if until_due > 0:
+                nap = min(remaining, until_due)
+                if nap > BLOCK_MARGIN_S + 0.01:
+                    block = nap - BLOCK_MARGIN_S
+                    yield Block(self.keys["wake"], block if max_block is None else min(block, max_block))
+                else:
+                    yield Sleep(nap)
+            result = yield from self.dequeue(batch, lock_ttl)
+            dead += result.dead_lettered
+        return DequeueResult(result.now_ms, result.next_ms, acked, dead, result.jobs)
 
     def token_pairs(self, jobs: Iterable[Job]) -> list[str]:
         if isinstance(jobs, Job) or not isinstance(jobs, Iterable):

@@ -24,27 +24,33 @@ calls, at most one call per shard, driven by the same sync and async queues.
 from __future__ import annotations
 
 import heapq
+import math
 import random
+import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from ._core import (
     MAX_BATCH,
+    MAX_WAIT_S,
+    SHARDED_NAP_S,
     DequeueResult,
     Duration,
     Op,
     Payload,
     QueueCore,
+    Sleep,
     _check_id,
     _check_int,
     _check_job,
     _chunks,
     check_client,
     prepare_enqueue,
+    to_ms,
 )
 from ._errors import InvalidType
 from ._types import DeadJob, Job, PendingJob, QueueStats
@@ -182,6 +188,23 @@ class ShardedCore:
         jobs.sort(key=lambda job: job.due_ms)  # due order within the batch, as close as shards allow
         return DequeueResult(now_ms, next_ms if len(jobs) < batch else None, acked, dead, jobs)
 
+    def claim(
+        self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), wait: Duration = 0, max_block: float | None = None
+    ) -> Op[DequeueResult]:
+        """Dequeue, and with ``wait`` > 0 long-poll: BLPOP cannot wait on keys in several slots, so a
+        sharded queue naps until the next due time the shards reported, SHARDED_NAP_S at most."""
+        wait_s = to_ms(wait, "wait", minimum_ms=0, maximum_s=MAX_WAIT_S) / 1000
+        deadline = time.monotonic() + wait_s
+        result = yield from self.dequeue(batch, lock_ttl, done)
+        acked, dead = result.acked, result.dead_lettered
+        while not result.jobs and (remaining := deadline - time.monotonic()) > 0:
+            until_due = math.inf if result.next_ms is None else (result.next_ms - result.now_ms) / 1000
+            if until_due > 0:
+                yield Sleep(min(remaining, until_due, SHARDED_NAP_S))
+            result = yield from self.dequeue(batch, lock_ttl)
+            dead += result.dead_lettered
+        return DequeueResult(result.now_ms, result.next_ms, acked, dead, result.jobs)
+
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Ack on each job's shard, one call per shard; see Queue.ack_many."""
         listed = self._jobs(jobs)
@@ -280,6 +303,10 @@ class QueueBase(Generic[ClientT]):
         check_client(client)
         self._client = client
         self._core = make_core(name, prefix, max_attempts, shards)
+        # a long-poll's BLPOP must end before the client's own socket timeout does
+        kwargs: dict[str, Any] = client.get_connection_kwargs()  # type: ignore[attr-defined]
+        timeout = kwargs.get("socket_timeout")
+        self._max_block = None if timeout is None else max(0.05, float(timeout) - 0.5)
 
     @property
     def name(self) -> str:

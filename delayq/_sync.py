@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -9,7 +10,7 @@ from typing import Any, TypeVar
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import Call, Duration, Op, Payload, script_error
+from ._core import Block, Duration, Op, Payload, Sleep, Step, script_error
 from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
@@ -39,9 +40,15 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
             of range, or a client with ``decode_responses=True``.
     """
 
-    def _execute(self, call: Call) -> Any:
-        """EVALSHA; on NOSCRIPT (restart, failover, SCRIPT FLUSH) load the script and retry once."""
-        client = self._client
+    def _execute(self, step: Step) -> Any:
+        """Run one step: EVALSHA (on NOSCRIPT, after a restart, failover or SCRIPT FLUSH, load the
+        script and retry once), BLPOP on the wake list, or a client-side sleep."""
+        if isinstance(step, Sleep):
+            time.sleep(step.seconds)
+            return None
+        if isinstance(step, Block):
+            return self._client.blpop([step.key], timeout=step.timeout)
+        call, client = step, self._client
         try:
             return client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
         except NoScriptError:
@@ -105,7 +112,7 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         """
         return self._drive(self._core.enqueue_many(payloads, delay=delay, at=at, ids=ids))
 
-    def dequeue(self, batch: int = 1, lock_ttl: Duration = 30) -> list[Job]:
+    def dequeue(self, batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0) -> list[Job]:
         """Claim up to ``batch`` due jobs, each locked for ``lock_ttl``.
 
         A claimed job is invisible to other consumers until its lock expires;
@@ -114,24 +121,33 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         Args:
             batch: 1 to 1000 jobs at most.
             lock_ttl: Seconds or timedelta, 1 ms to 12 hours.
+            wait: Long-poll: when nothing is due, wait up to this long (0 to 1 hour)
+                for jobs, without busy polling. The call sleeps until the next due
+                time the server reports, and an enqueue of an earlier job wakes one
+                waiting consumer at once. Keep the client's ``socket_timeout`` (if
+                set) above the time until the next due job, or None.
 
         Returns:
-            The claimed jobs, earliest due first; [] when nothing is due.
+            The claimed jobs, earliest due first; [] when nothing is due (within ``wait``).
 
         Raises:
-            InvalidType, InvalidArgument: A bad batch or lock_ttl; nothing is sent.
+            InvalidType, InvalidArgument: A bad batch, lock_ttl or wait; nothing is sent.
 
-        Cost: one round trip, O(log N + batch) whatever the queue size or jobs in flight.
+        Cost: one round trip, O(log N + batch) whatever the queue size or jobs in flight;
+        waiting adds one round trip per wake-up or due time.
         """
-        return self._drive(self._core.dequeue(batch, lock_ttl)).jobs
+        return self._drive(self._core.claim(batch, lock_ttl, (), wait, self._max_block)).jobs
 
-    def ack_and_dequeue(self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30) -> tuple[int, list[Job]]:
+    def ack_and_dequeue(
+        self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0
+    ) -> tuple[int, list[Job]]:
         """Ack ``done`` and claim the next batch in one round trip, for workers that loop.
 
         Args:
             done: Jobs to ack first (as :meth:`ack_many`), at most 1000.
             batch: As for :meth:`dequeue`.
             lock_ttl: As for :meth:`dequeue`.
+            wait: As for :meth:`dequeue` (``done`` is acked at once, before any wait).
 
         Returns:
             (how many of ``done`` were acked, the newly claimed jobs).
@@ -141,7 +157,7 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
 
         Cost: one round trip, O(log N + batch + len(done)).
         """
-        result = self._drive(self._core.dequeue(batch, lock_ttl, done))
+        result = self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
         return result.acked, result.jobs
 
     def ack(self, job: Job) -> bool:

@@ -5,6 +5,7 @@ It drives the same core operations as the sync queue; only the I/O differs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -13,7 +14,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import Call, Duration, Op, Payload, script_error
+from ._core import Block, Duration, Op, Payload, Sleep, Step, script_error
 from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
@@ -37,9 +38,14 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
         InvalidType, InvalidArgument: As for :class:`delayq.Queue`.
     """
 
-    async def _execute(self, call: Call) -> Any:
-        """EVALSHA; on NOSCRIPT load the script and retry once."""
-        client = self._client
+    async def _execute(self, step: Step) -> Any:
+        """Run one step: EVALSHA (on NOSCRIPT load the script and retry once), BLPOP, or sleep."""
+        if isinstance(step, Sleep):
+            await asyncio.sleep(step.seconds)
+            return None
+        if isinstance(step, Block):
+            return await self._client.blpop([step.key], timeout=step.timeout)
+        call, client = step, self._client
         try:
             return await client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
         except NoScriptError:
@@ -73,13 +79,15 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
         """See :meth:`delayq.Queue.enqueue_many`."""
         return await self._drive(self._core.enqueue_many(payloads, delay=delay, at=at, ids=ids))
 
-    async def dequeue(self, batch: int = 1, lock_ttl: Duration = 30) -> list[Job]:
+    async def dequeue(self, batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0) -> list[Job]:
         """See :meth:`delayq.Queue.dequeue`."""
-        return (await self._drive(self._core.dequeue(batch, lock_ttl))).jobs
+        return (await self._drive(self._core.claim(batch, lock_ttl, (), wait, self._max_block))).jobs
 
-    async def ack_and_dequeue(self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30) -> tuple[int, list[Job]]:
+    async def ack_and_dequeue(
+        self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0
+    ) -> tuple[int, list[Job]]:
         """See :meth:`delayq.Queue.ack_and_dequeue`."""
-        result = await self._drive(self._core.dequeue(batch, lock_ttl, done))
+        result = await self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
         return result.acked, result.jobs
 
     async def ack(self, job: Job) -> bool:

@@ -6,14 +6,17 @@ KEYS[1] lease    (zset)  claimed job id -> lock expiry ms
 KEYS[2] payload  (hash)  job id -> payload
 KEYS[3] meta     (hash)  job id -> "<attempts>:<token>" of its latest claim
 KEYS[4] errors   (hash)  job id -> last error text
+KEYS[5] due      (zset)  waiting job id -> due time ms (only counted, for the clean-up)
+KEYS[6] wake     (list)  long-poll wake-up tokens (deleted with an idle queue)
 ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[2..]        (id, token string) pairs, at most 1000, ids distinct
 Returns: integer, how many jobs were acked.
-Cost: O(batch * log L), L = jobs in flight; at most 11 redis.call per batch.
+Cost: O(batch * log L), L = jobs in flight; at most 13 redis.call per batch.
 ]]
 local rcall = redis.call
--- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go
-local lease_key, payload_key, meta_key, errors_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go,
+-- and with nothing waiting either, the queue is idle and its wake list goes too
+local lease_key, payload_key, meta_key, errors_key, due_key, wake_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now_arg = ARGV[1]
 
 local now
@@ -45,7 +48,10 @@ if acked > 0 then
   rcall('HDEL', meta_key, unpack(ok))
   if rcall('EXISTS', errors_key) == 1 then rcall('HDEL', errors_key, unpack(ok)) end
   rcall('HDEL', payload_key, unpack(ok))
-  if rcall('ZCARD', lease_key) == 1 then rcall('DEL', lease_key) end
+  if rcall('ZCARD', lease_key) == 1 then
+    rcall('DEL', lease_key)
+    if rcall('ZCARD', due_key) == 0 then rcall('DEL', wake_key) end
+  end
   if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
 end
 return acked

@@ -6,9 +6,10 @@ KEYS[3] payload  (hash)
 KEYS[4] meta     (hash)
 KEYS[5] dead     (zset)
 KEYS[6] errors   (hash)
+KEYS[7] wake     (list)  long-poll wake-up tokens (deleted with an idle queue)
 ARGV[1] id
 Returns: integer, 1 if the job existed, else 0.
-Cost: O(log N); at most 10 redis.call.
+Cost: O(log N); at most 12 redis.call.
 ]]
 local rcall = redis.call
 local id = ARGV[1]
@@ -20,6 +21,9 @@ rcall('HDEL', KEYS[4], id)
 rcall('HDEL', KEYS[6], id)
 local existed = rcall('HDEL', KEYS[3], id)
 -- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go
-if rcall('ZCARD', KEYS[2]) == 1 then rcall('DEL', KEYS[2]) end
+if rcall('ZCARD', KEYS[2]) <= 1 then
+  rcall('DEL', KEYS[2])
+  if rcall('ZCARD', KEYS[1]) == 0 then rcall('DEL', KEYS[7]) end
+end
 if rcall('HLEN', KEYS[4]) == 1 then rcall('DEL', KEYS[4]) end
 return existed

@@ -17,6 +17,7 @@ KEYS[3] payload  (hash)  job id -> payload
 KEYS[4] meta     (hash)  claimed job id -> "<attempts>:<token>" of its latest claim
 KEYS[5] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[6] errors   (hash)  job id -> last error text (removed on ack)
+KEYS[7] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 ARGV[1] batch        (count) 1..1000, jobs to claim at most
 ARGV[2] lock_ttl     (ms)    lease length
 ARGV[3] token        (string) random per call; job i's token string is "<attempts>:<token>"
@@ -35,7 +36,7 @@ Cost: O(log N + batch + k): ZRANGEBYSCORE on lease and on due, 2 HMGET, then one
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, lease_key, payload_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local dead_key, errors_key = KEYS[5], KEYS[6]
+local dead_key, errors_key, wake_key = KEYS[5], KEYS[6], KEYS[7]
 local batch, ttl, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local max_attempts, now_arg, ack_count = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 
@@ -141,12 +142,22 @@ if acked > 0 then
   rcall('HDEL', meta_key, unpack(ok))
   if rcall('EXISTS', errors_key) == 1 then rcall('HDEL', errors_key, unpack(ok)) end
   rcall('HDEL', payload_key, unpack(ok))
-  if rcall('ZCARD', lease_key) == 1 then rcall('DEL', lease_key) end
+  if rcall('ZCARD', lease_key) == 1 then
+    rcall('DEL', lease_key)
+    if rcall('ZCARD', due_key) == 0 then rcall('DEL', wake_key) end
+  end
   if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
 end
 
--- 5. when the batch is not full, tell the caller when to look again
-if claimed < batch then
+-- 5. a full batch that leaves due jobs behind passes a wake-up on to the next
+-- blocked consumer: waiters wake one at a time, never all on one enqueue
+if claimed == batch then
+  if #rcall('ZRANGEBYSCORE', due_key, '-inf', now_s, 'LIMIT', 0, 1) > 0 then
+    rcall('LPUSH', wake_key, '1')
+    rcall('LTRIM', wake_key, 0, 0)
+  end
+else
+  -- not full: tell the caller when to look again
   local next_ms
   local first = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
   if #first > 0 then next_ms = tonumber(first[2]) end

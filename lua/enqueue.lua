@@ -1,19 +1,23 @@
 --[[ enqueue: store new jobs and schedule them; an id that already exists is left alone.
 KEYS[1] due      (zset)  job id -> due time, ms since epoch (server clock)
 KEYS[2] payload  (hash)  job id -> payload bytes
+KEYS[3] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 ARGV[1] mode     "rel": ARGV[2] is a delay from the server's now; "abs": an absolute time
 ARGV[2] when     (ms)    delay or absolute due time, an integer
 ARGV[3] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[4..]        (id, payload) pairs, at most 1000 pairs (the client's batch cap)
 Returns: array of integers, one per pair in order: 1 = stored, 0 = the id already
   exists in this queue (ready, delayed, in flight or dead) and nothing was changed.
-Cost: O(batch * log N), N = jobs in the queue; 3 redis.call per batch.
+Cost: O(batch * log N), N = jobs in the queue; at most 6 redis.call per batch.
+Wake-up: when the new jobs are due before every job already waiting, one token
+  is pushed to `wake` (the list is capped at one token), so one consumer blocked
+  in dequeue(wait=...) wakes to claim them.
 Write order: payload before score, so a call stopped half-way can leave an
   unscheduled payload (invisible, removed by cancel/purge) but never a scheduled
   job without its payload.
 ]]
 local rcall = redis.call
-local due_key, payload_key = KEYS[1], KEYS[2]
+local due_key, payload_key, wake_key = KEYS[1], KEYS[2], KEYS[3]
 local mode, when, now_arg = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 
 local score
@@ -48,7 +52,12 @@ for i = 1, n do
   end
 end
 if #hargs > 0 then
+  local head = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
   rcall('HSET', payload_key, unpack(hargs))
   rcall('ZADD', due_key, unpack(zargs))
+  if #head == 0 or tonumber(head[2]) > tonumber(score) then
+    rcall('LPUSH', wake_key, '1')
+    rcall('LTRIM', wake_key, 0, 0)
+  end
 end
 return result

@@ -6,6 +6,7 @@ KEYS[3] dead     (zset)
 KEYS[4] payload  (hash)
 KEYS[5] meta     (hash)
 KEYS[6] errors   (hash)
+KEYS[7] wake     (list)
 ARGV[1] chunk    (count) 1..1000, jobs to delete in this call at most
 Returns: integer, jobs deleted by this call; 0 means the queue is empty and its keys are gone.
 Cost: O(chunk * log N); at most 16 redis.call.
@@ -28,6 +29,6 @@ for k = 1, 3 do
 end
 if removed == 0 then
   -- every scheduled job is gone; what is left (normally nothing) is unscheduled data
-  rcall('UNLINK', KEYS[2], KEYS[4], KEYS[5], KEYS[6])
+  rcall('UNLINK', KEYS[2], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 end
 return removed

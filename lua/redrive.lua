@@ -3,14 +3,15 @@ KEYS[1] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[2] due      (zset)  job id -> due time ms
 KEYS[3] meta     (hash)  job id -> "<attempts>:<token>" (deleted: attempts reset)
 KEYS[4] errors   (hash)
+KEYS[5] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 ARGV[1] limit    (count) 1..1000, jobs to move at most when no ids are given
 ARGV[2] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[3..]        ids to redrive (at most 1000); none = the oldest `limit` dead jobs
 Returns: integer, jobs moved back (ids that are not dead are skipped).
-Cost: O(batch * log N); at most 6 redis.call.
+Cost: O(batch * log N); at most 8 redis.call. Wakes one blocked consumer.
 ]]
 local rcall = redis.call
-local dead_key, due_key, meta_key, errors_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local dead_key, due_key, meta_key, errors_key, wake_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local limit, now_arg = tonumber(ARGV[1]), ARGV[2]
 
 local now
@@ -43,4 +44,6 @@ rcall('ZADD', due_key, unpack(zargs))
 rcall('ZREM', dead_key, unpack(ids))
 rcall('HDEL', meta_key, unpack(ids))
 rcall('HDEL', errors_key, unpack(ids))
+rcall('LPUSH', wake_key, '1')
+rcall('LTRIM', wake_key, 0, 0)
 return #ids

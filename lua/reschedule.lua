@@ -2,15 +2,16 @@
 A job whose lease has expired counts as waiting: it is moved back to `due`.
 KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
+KEYS[3] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 ARGV[1] id
 ARGV[2] mode     "rel": ARGV[3] is a delay from the server's now; "abs": an absolute time
 ARGV[3] when     (ms)    integer
 ARGV[4] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 Returns: integer, 1 if rescheduled, 0 if the job is not waiting (absent, in flight or dead).
-Cost: O(log N); at most 5 redis.call.
+Cost: O(log N); at most 8 redis.call. Wakes one blocked consumer when the job becomes the earliest due.
 ]]
 local rcall = redis.call
-local due_key, lease_key = KEYS[1], KEYS[2]
+local due_key, lease_key, wake_key = KEYS[1], KEYS[2], KEYS[3]
 local id, mode, when, now_arg = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 
 local now
@@ -22,16 +23,26 @@ else
 end
 local score = when
 if mode ~= 'abs' then score = now + when end
-score = string.format('%d', score)
+local score_s = string.format('%d', score)
+
+local function wake_if_earliest()
+  local head = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
+  if #head == 0 or head[1] == id and tonumber(head[2]) == score then
+    rcall('LPUSH', wake_key, '1')
+    rcall('LTRIM', wake_key, 0, 0)
+  end
+end
 
 if rcall('ZSCORE', due_key, id) then
-  rcall('ZADD', due_key, 'XX', score, id)
+  rcall('ZADD', due_key, 'XX', score_s, id)
+  wake_if_earliest()
   return 1
 end
 local exp = rcall('ZSCORE', lease_key, id)
 if exp and tonumber(exp) <= now then
-  rcall('ZADD', due_key, score, id)
+  rcall('ZADD', due_key, score_s, id)
   rcall('ZREM', lease_key, id)
+  wake_if_earliest()
   return 1
 end
 return 0

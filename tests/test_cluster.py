@@ -16,7 +16,7 @@ import redis.exceptions
 from redis.crc import key_slot
 
 import delayq
-from delayq._core import Call
+from delayq._core import Call, Step
 from delayq._server import RedisCluster, ServerUnavailable
 from tests.conftest import no_server, unique_name
 
@@ -49,9 +49,10 @@ def recorded_calls(q: delayq.Queue) -> list[Call]:
     calls: list[Call] = []
     execute = q._execute
 
-    def record(call: Call) -> Any:
-        calls.append(call)
-        return execute(call)
+    def record(step: Step) -> Any:
+        if isinstance(step, Call):
+            calls.append(step)
+        return execute(step)
 
     q._execute = record  # type: ignore[method-assign]
     every_operation(q)

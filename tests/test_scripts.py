@@ -17,7 +17,7 @@ from tests.conftest import unique_name
 # the README's ACL line gives exactly these
 ACL_COMMANDS = (
     "+evalsha +script|load +time +hget +hmget +hset +hdel +zadd +zrem +zscore +zmscore "
-    "+zrange +zrangebyscore +zcount +zcard +hlen +exists +del +unlink"
+    "+zrange +zrangebyscore +zcount +zcard +hlen +exists +del +unlink +lpush +ltrim +blpop"
 )
 LUA = Path(__file__).resolve().parent.parent / "lua"
 
