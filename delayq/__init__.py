@@ -15,6 +15,8 @@ from ._core import MAX_BATCH, MAX_DELAY_S, MAX_ID_BYTES, MAX_LOCK_TTL_S, MAX_NAM
 from ._errors import DelayqError, InvalidArgument, InvalidType, ScriptError
 from ._sync import Queue
 from ._types import DeadJob, Job, PendingJob, QueueStats
+from ._worker import Worker
+from ._worker_core import Backoff, WorkerEvent, WorkerStats
 
 __version__ = "0.1.0"
 
@@ -25,6 +27,7 @@ __all__ = [
     "MAX_LOCK_TTL_S",
     "MAX_NAME_LENGTH",
     "MAX_PAYLOAD_BYTES",
+    "Backoff",
     "DeadJob",
     "DelayqError",
     "InvalidArgument",
@@ -34,5 +37,8 @@ __all__ = [
     "Queue",
     "QueueStats",
     "ScriptError",
+    "Worker",
+    "WorkerEvent",
+    "WorkerStats",
     "__version__",
 ]

@@ -18,7 +18,7 @@ from ._core import Block, Duration, Op, Payload, Sleep, Step, script_error
 from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
-__all__ = ["Queue"]
+__all__ = ["Queue", "Worker"]
 
 T = TypeVar("T")
 
@@ -133,3 +133,7 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
     async def redrive(self, ids: Iterable[str] | None = None) -> int:
         """See :meth:`delayq.Queue.redrive`."""
         return await self._drive(self._core.redrive(ids))
+
+
+# last, because the worker module imports Queue from this one
+from ._aio_worker import Worker  # noqa: E402

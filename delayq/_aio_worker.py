@@ -1,0 +1,231 @@
+"""The asyncio worker: the thread worker's behaviour, with asyncio tasks instead of threads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable
+
+from ._errors import InvalidType
+from ._types import Job
+from ._worker import BUSY_POLL_S
+from ._worker_core import Backoff, WorkerCore, WorkerEvent, WorkerStats, error_text
+from .aio import Queue
+
+__all__ = ["Worker"]
+
+
+def _in_daemon_thread(function: Callable[[Job], object], job: Job) -> asyncio.Future[object]:
+    """Run a plain handler on a daemon thread. asyncio.to_thread's executor is joined when the
+    loop closes, so a hard stop would still wait for a running handler."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[object] = loop.create_future()
+
+    def settle(value: object, error: BaseException | None) -> None:
+        if not future.done():
+            if error is None:
+                future.set_result(value)
+            else:
+                future.set_exception(error)
+
+    def target() -> None:
+        try:
+            value, error = function(job), None
+        except BaseException as exc:  # handed to the awaiting task
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop may be closed after a hard stop
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=target, name=f"delayq-handler-{job.id[:16]}", daemon=True).start()
+    return future
+
+
+class Worker:
+    """The asyncio twin of :class:`delayq.Worker`; see it for the behaviour.
+
+    Args:
+        queue: A ``delayq.aio.Queue``.
+        handler: ``async def handler(job)``, or a plain function (run in a thread).
+        concurrency, lock_ttl, poll, backoff, extend_every, grace, on_event, logger:
+            As for :class:`delayq.Worker`.
+
+    Raises:
+        InvalidType, InvalidArgument: A bad setting.
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        handler: Callable[[Job], Awaitable[object] | object],
+        *,
+        concurrency: int = 8,
+        lock_ttl: float = 30,
+        poll: float = 1.0,
+        backoff: Backoff | None = None,
+        extend_every: float | None = None,
+        grace: float = 30,
+        on_event: Callable[[WorkerEvent], None] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not isinstance(queue, Queue):
+            raise InvalidType(f"queue must be a delayq.aio.Queue (use delayq.Worker for delayq.Queue), got {queue!r}")
+        if not callable(handler):
+            raise InvalidType(f"handler must be callable, got {handler!r}")
+        self.queue, self.handler = queue, handler
+        self.core = WorkerCore.make(
+            concurrency=concurrency,
+            lock_ttl=lock_ttl,
+            poll=poll,
+            backoff=backoff,
+            extend_every=extend_every,
+            grace=grace,
+            on_event=on_event,
+            logger=logger,
+        )
+        self._stop = threading.Event()
+        self._hard = threading.Event()
+        self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
+        self._lost: set[str] = set()
+        self._finished: asyncio.Queue[tuple[Job, float, BaseException | None]] | None = None
+
+    @property
+    def stats(self) -> WorkerStats:
+        """The worker's counters."""
+        return self.core.stats
+
+    def stop(self, *, hard: bool = False) -> None:
+        """Ask the worker to stop: gracefully the first time, at once with ``hard`` or a second time."""
+        if self._stop.is_set() or hard:
+            self._hard.set()
+        self._stop.set()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stop.is_set():
+            self.core.log.warning("%s again: stopping now, running jobs go back to the queue", sig.name)
+        else:
+            self.core.log.warning(
+                "%s: stopping; running jobs get %.0fs to finish (send it again to stop now)", sig.name, self.core.grace
+            )
+        self.stop()
+
+    async def _run_one(self, job: Job) -> None:
+        assert self._finished is not None
+        start = time.perf_counter()
+        try:
+            if inspect.iscoroutinefunction(self.handler):
+                await self.handler(job)
+            else:
+                result = await _in_daemon_thread(self.handler, job)
+                if inspect.isawaitable(result):
+                    await result
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._finished.put_nowait((job, time.perf_counter() - start, exc))
+        else:
+            self._finished.put_nowait((job, time.perf_counter() - start, None))
+
+    async def _extend_loop(self) -> None:
+        while not self._hard.is_set():
+            await asyncio.sleep(self.core.extend_every)
+            for job in [job for job, _ in self._running.values() if job.id not in self._lost]:
+                try:
+                    if not await self.queue.extend(job, self.core.lock_ttl):
+                        self._lost.add(job.id)
+                        self.core.log.warning("job %s: lock lost while its handler runs", job.id)
+                except Exception:
+                    self.core.log.exception("extending the lock of job %s failed; will retry", job.id)
+
+    async def _settle(self, done: list[Job]) -> None:
+        assert self._finished is not None
+        while not self._finished.empty():
+            job, seconds, error = self._finished.get_nowait()
+            self._running.pop(job.id, None)
+            if job.id in self._lost:
+                self._lost.discard(job.id)
+                self.core.record(WorkerEvent("lock_lost", job, seconds))
+            elif error is None:
+                done.append(job)
+                self.core.record(WorkerEvent("processed", job, seconds))
+            else:
+                text = error_text(error)
+                self.core.record(WorkerEvent("failed", job, seconds, text))
+                delay = self.core.retry_delay(job)
+                code = await self.queue._drive(self.queue._core.nack(job, delay, text))
+                kind = {2: "dead_lettered", 1: "retried"}.get(code, "lock_lost")
+                self.core.record(WorkerEvent(kind, job, seconds, text if code else None, delay if code == 1 else None))  # type: ignore[arg-type]
+
+    async def _wait_finished(self, timeout: float) -> None:
+        assert self._finished is not None
+        try:
+            item = await asyncio.wait_for(self._finished.get(), timeout)
+        except asyncio.TimeoutError:
+            return
+        self._finished.put_nowait(item)
+
+    async def run(self, *, install_signals: bool = True) -> WorkerStats:
+        """Work until :meth:`stop` (or SIGTERM/SIGINT); returns the counters.
+
+        Args:
+            install_signals: Handle SIGTERM and SIGINT on the running loop (main thread only).
+
+        Returns:
+            The worker's counters.
+        """
+        loop = asyncio.get_running_loop()
+        self._finished = asyncio.Queue()
+        installed = []
+        if install_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                installed.append(sig)
+        core = self.core
+        extender = asyncio.create_task(self._extend_loop())
+        core.log.info("worker started on %r: concurrency %d, lock_ttl %.1fs", self.queue, core.concurrency, core.lock_ttl)
+        done: list[Job] = []
+        try:
+            while not self._stop.is_set():
+                await self._settle(done)
+                free = core.concurrency - len(self._running)
+                if free > 0:
+                    wait = core.poll if not self._running else 0
+                    _, jobs = await self.queue.ack_and_dequeue(done, free, core.lock_ttl, wait=wait)
+                    done = []
+                    for job in jobs:
+                        self._running[job.id] = (job, asyncio.create_task(self._run_one(job)))
+                    if jobs:
+                        continue
+                elif done:
+                    await self.queue.ack_many(done)
+                    done = []
+                if self._running:
+                    await self._wait_finished(BUSY_POLL_S)
+            await self._shutdown(done)
+        finally:
+            self._hard.set()
+            extender.cancel()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        core.log.info("worker stopped: %s", core.stats)
+        return core.stats
+
+    async def _shutdown(self, done: list[Job]) -> None:
+        """Let running handlers finish within the grace period; give back the rest at once."""
+        deadline = time.monotonic() + self.core.grace
+        while self._running and not self._hard.is_set() and time.monotonic() < deadline:
+            await self._wait_finished(min(0.05, max(0.0, deadline - time.monotonic())))
+            await self._settle(done)
+        await self._settle(done)
+        if done:
+            await self.queue.ack_many(done)
+        left = list(self._running.values())
+        self._running.clear()
+        for job, task in left:
+            task.cancel()
+            await self.queue.nack(job, 0)
+            self.core.record(WorkerEvent("returned", job))

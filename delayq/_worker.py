@@ -1,0 +1,274 @@
+"""The thread worker: claims in batches, runs a handler per job in a thread pool, acks or retries."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue as queue_module
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from ._errors import InvalidType
+from ._sync import Queue
+from ._types import Job
+from ._worker_core import Backoff, WorkerCore, WorkerEvent, WorkerStats, error_text
+
+__all__ = ["Worker"]
+
+BUSY_POLL_S = 0.05
+"""While handlers run and nothing is due, look for new jobs this often (a long-poll would keep
+finished jobs from being acked promptly)."""
+
+
+@dataclass
+class _Outcome:
+    job: Job
+    seconds: float
+    error: BaseException | None
+
+
+class Worker:
+    """Runs ``handler(job)`` for every job of a queue, with bounded concurrency, until stopped.
+
+    - Claims in batches (up to the free capacity) with one call that also acks the
+      jobs finished since the last claim; long-polls (``poll``) when idle.
+    - A handler that returns acks the job; one that raises nacks it with an
+      exponential backoff (``backoff``) and the error text, and after the queue's
+      ``max_attempts`` the job is dead-lettered with its last error.
+    - While a handler runs, its lock is extended every ``extend_every`` (default a
+      third of ``lock_ttl``). If an extend finds the lock lost (expired, or the job
+      was cancelled), the worker logs it and does not ack that job.
+    - ``run()`` installs SIGTERM and SIGINT handlers (in the main thread): the first
+      signal stops claiming, gives claimed-but-unstarted jobs back at once and lets
+      running handlers finish within ``grace`` seconds; a second signal stops at
+      once, giving running jobs back too (at-least-once: they will run again).
+
+    Args:
+        queue: The queue to work on.
+        handler: Called with each Job, in a worker thread.
+        concurrency: Handlers running at once (1 to 1000).
+        lock_ttl: Lock length of each claim, in seconds (kept alive by extends).
+        poll: Longest long-poll wait when idle, in seconds (0 to 60); also how long a
+            stop may take to be noticed while idle.
+        backoff: Retry delays; default ``Backoff()`` (1 s, doubling, capped at 300 s, ±20%).
+        extend_every: Seconds between lock extends; below ``lock_ttl``.
+        grace: Seconds running handlers get to finish on a graceful stop.
+        on_event: Called with a WorkerEvent for every job outcome (metrics hook).
+        logger: Where to log; default ``logging.getLogger("delayq.worker")``.
+
+    Raises:
+        InvalidType, InvalidArgument: A bad setting.
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        handler: Callable[[Job], object],
+        *,
+        concurrency: int = 8,
+        lock_ttl: float = 30,
+        poll: float = 1.0,
+        backoff: Backoff | None = None,
+        extend_every: float | None = None,
+        grace: float = 30,
+        on_event: Callable[[WorkerEvent], None] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not isinstance(queue, Queue):
+            raise InvalidType(f"queue must be a delayq.Queue (use delayq.aio.Worker for delayq.aio.Queue), got {queue!r}")
+        if not callable(handler):
+            raise InvalidType(f"handler must be callable, got {handler!r}")
+        self.queue, self.handler = queue, handler
+        self.core = WorkerCore.make(
+            concurrency=concurrency,
+            lock_ttl=lock_ttl,
+            poll=poll,
+            backoff=backoff,
+            extend_every=extend_every,
+            grace=grace,
+            on_event=on_event,
+            logger=logger,
+        )
+        self._stop = threading.Event()
+        self._hard = threading.Event()
+        # queue.Queue, not SimpleQueue: the main thread waits on it with a timeout, and a signal
+        # arriving during SimpleQueue.get(timeout=...) was seen to turn it into a wait without one
+        self._results: queue_module.Queue[_Outcome] = queue_module.Queue()
+        # claimed jobs wait here for a handler thread; what is still here at a stop never started
+        self._inbox: queue_module.SimpleQueue[Job | None] = queue_module.SimpleQueue()
+        self._running: dict[str, Job] = {}
+        self._lost: set[str] = set()
+        self._guard = threading.Lock()
+
+    @property
+    def stats(self) -> WorkerStats:
+        """The worker's counters: processed, failed, retried, dead_lettered, lock_lost, returned."""
+        return self.core.stats
+
+    def stop(self, *, hard: bool = False) -> None:
+        """Ask the worker to stop: gracefully the first time, at once with ``hard`` or a second time."""
+        if self._stop.is_set() or hard:
+            self._hard.set()
+        self._stop.set()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self._stop.is_set():
+            self.core.log.warning("%s again: stopping now, running jobs go back to the queue", name)
+        else:
+            self.core.log.warning(
+                "%s: stopping; running jobs get %.0fs to finish (send it again to stop now)", name, self.core.grace
+            )
+        self.stop()
+
+    # -- the handler's side
+
+    def _handler_thread(self) -> None:
+        # daemon threads: a hard stop must not wait for a handler at interpreter exit
+        # (ThreadPoolExecutor's threads are joined there)
+        while (job := self._inbox.get()) is not None:
+            start = time.perf_counter()
+            try:
+                self.handler(job)
+            except BaseException as exc:  # a handler's failure is the job's, never the worker's
+                self._results.put(_Outcome(job, time.perf_counter() - start, exc))
+            else:
+                self._results.put(_Outcome(job, time.perf_counter() - start, None))
+
+    def _extend_loop(self) -> None:
+        while not self._hard.wait(self.core.extend_every):
+            with self._guard:
+                held = [job for job in self._running.values() if job.id not in self._lost]
+            for job in held:
+                try:
+                    if not self.queue.extend(job, self.core.lock_ttl):
+                        with self._guard:
+                            self._lost.add(job.id)
+                        self.core.log.warning("job %s: lock lost while its handler runs", job.id)
+                except Exception:
+                    self.core.log.exception("extending the lock of job %s failed; will retry", job.id)
+            if self._stop.is_set() and not held:
+                return
+
+    # -- the claiming side
+
+    def _settle(self, done: list[Job]) -> None:
+        """Take finished handlers' outcomes: successes join ``done`` (acked with the next call)."""
+        while True:
+            try:
+                outcome = self._results.get_nowait()
+            except queue_module.Empty:
+                return
+            job = outcome.job
+            with self._guard:
+                self._running.pop(job.id, None)
+                lost = job.id in self._lost
+                self._lost.discard(job.id)
+            if lost:
+                self.core.record(WorkerEvent("lock_lost", job, outcome.seconds))
+            elif outcome.error is None:
+                done.append(job)
+                self.core.record(WorkerEvent("processed", job, outcome.seconds))
+            else:
+                self._fail(job, outcome.error, outcome.seconds)
+
+    def _fail(self, job: Job, exc: BaseException, seconds: float) -> None:
+        text = error_text(exc)
+        self.core.record(WorkerEvent("failed", job, seconds, text))
+        delay = self.core.retry_delay(job)
+        code = self.queue._drive(self.queue._core.nack(job, delay, text))
+        if code == 2:
+            self.core.record(WorkerEvent("dead_lettered", job, seconds, text))
+        elif code == 1:
+            self.core.record(WorkerEvent("retried", job, seconds, text, delay))
+        else:
+            self.core.record(WorkerEvent("lock_lost", job, seconds))
+
+    def run(self, *, install_signals: bool = True) -> WorkerStats:
+        """Work until :meth:`stop` (or SIGTERM/SIGINT); returns the counters.
+
+        Args:
+            install_signals: Handle SIGTERM and SIGINT (only possible in the main thread).
+
+        Returns:
+            The worker's counters.
+        """
+        previous: dict[int, Any] = {}
+        if install_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        core = self.core
+        for i in range(core.concurrency):
+            threading.Thread(target=self._handler_thread, name=f"delayq-handler-{i}", daemon=True).start()
+        extender = threading.Thread(target=self._extend_loop, name="delayq-extender", daemon=True)
+        extender.start()
+        core.log.info("worker started on %r: concurrency %d, lock_ttl %.1fs", self.queue, core.concurrency, core.lock_ttl)
+        done: list[Job] = []
+        try:
+            while not self._stop.is_set():
+                self._settle(done)
+                free = core.concurrency - len(self._running)
+                if free > 0:
+                    wait = core.poll if not self._running else 0
+                    _, jobs = self.queue.ack_and_dequeue(done, free, core.lock_ttl, wait=wait)
+                    done = []
+                    for job in jobs:
+                        with self._guard:
+                            self._running[job.id] = job
+                        self._inbox.put(job)
+                    if jobs:
+                        continue
+                elif done:
+                    self.queue.ack_many(done)
+                    done = []
+                if self._running:
+                    self._wait_result(BUSY_POLL_S)
+            self._shutdown(done)
+        finally:
+            self._hard.set()
+            for _ in range(core.concurrency):
+                self._inbox.put(None)
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+        core.log.info("worker stopped: %s", core.stats)
+        return core.stats
+
+    def _wait_result(self, timeout: float) -> None:
+        """Sleep until a handler finishes (or ``timeout``), keeping its outcome for _settle."""
+        with contextlib.suppress(queue_module.Empty):
+            self._results.put(self._results.get(timeout=timeout))
+
+    def _shutdown(self, done: list[Job]) -> None:
+        """Give back unstarted jobs at once, let running ones finish within the grace period."""
+        unstarted = []
+        while True:
+            try:
+                job = self._inbox.get_nowait()
+            except queue_module.Empty:
+                break
+            if job is not None:
+                unstarted.append(job)
+        with self._guard:
+            for job in unstarted:
+                self._running.pop(job.id, None)
+        for job in unstarted:
+            self.queue.nack(job, 0)
+            self.core.record(WorkerEvent("returned", job))
+        deadline = time.monotonic() + self.core.grace
+        while self._running and not self._hard.is_set() and time.monotonic() < deadline:
+            self._wait_result(min(0.05, max(0.0, deadline - time.monotonic())))
+            self._settle(done)
+        self._settle(done)
+        if done:
+            self.queue.ack_many(done)
+        with self._guard:
+            left = list(self._running.values())
+            self._running.clear()
+        for job in left:  # hard stop or grace over: back to the queue now, not after the lock expires
+            self.queue.nack(job, 0)
+            self.core.record(WorkerEvent("returned", job))

@@ -1,0 +1,193 @@
+"""What the sync and the async worker share: settings, retry backoff, counters, events, logging."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ._core import MAX_BATCH, MAX_LOCK_TTL_S, to_ms
+from ._errors import InvalidArgument, InvalidType
+from ._types import Job
+
+__all__ = ["Backoff", "EventKind", "WorkerCore", "WorkerEvent", "WorkerStats"]
+
+EventKind = Literal["processed", "failed", "retried", "dead_lettered", "lock_lost", "returned"]
+
+MAX_ERROR_CHARS = 2000
+"""Longest error text kept with a job."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Retry delays: ``base * factor ** (attempts - 1)``, capped at ``cap``, spread by ±``jitter``.
+
+    Args:
+        base: Seconds before the first retry.
+        factor: Growth per attempt (>= 1).
+        cap: Longest delay, in seconds.
+        jitter: Random spread, a fraction in [0, 1): 0.2 means ±20%, so that jobs
+            that failed together do not all come back at once.
+
+    Raises:
+        InvalidArgument, InvalidType: A value out of range (checked when the worker is made).
+    """
+
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 300.0
+    jitter: float = 0.2
+
+    def check(self) -> Backoff:
+        """Validate the fields; returns self."""
+        for label, value in (("base", self.base), ("factor", self.factor), ("cap", self.cap), ("jitter", self.jitter)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidType(f"Backoff.{label} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise InvalidArgument(f"Backoff.{label} must be a finite number >= 0, got {value!r}")
+        if self.factor < 1:
+            raise InvalidArgument(f"Backoff.factor must be >= 1, got {self.factor!r}")
+        if self.jitter >= 1:
+            raise InvalidArgument(f"Backoff.jitter must be below 1, got {self.jitter!r}")
+        to_ms(self.cap, "Backoff.cap", minimum_ms=0, maximum_s=10 * 365 * 24 * 3600)
+        return self
+
+    def delay(self, attempts: int, rng: random.Random) -> float:
+        """Seconds to wait before the next delivery of a job that failed on its ``attempts``-th claim."""
+        exponent = min(max(attempts - 1, 0), 64)
+        raw = min(self.cap, self.base * self.factor**exponent)
+        return min(self.cap, max(0.0, raw * rng.uniform(1 - self.jitter, 1 + self.jitter)))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerEvent:
+    """One thing that happened to a job in a worker, for metrics hooks.
+
+    Attributes:
+        kind: "processed" (handler succeeded, job acked), "failed" (handler raised),
+            "retried" (given back with a delay), "dead_lettered", "lock_lost" (the
+            lock expired or the job was cancelled while the handler ran; not acked),
+            "returned" (claimed but not finished, given back at once on shutdown).
+        job: The job.
+        seconds: How long the handler ran (0 when it did not run).
+        error: The error text for "failed", "retried" and "dead_lettered".
+        delay: The retry delay in seconds for "retried".
+    """
+
+    kind: EventKind
+    job: Job
+    seconds: float = 0.0
+    error: str | None = None
+    delay: float | None = None
+
+
+@dataclass
+class WorkerStats:
+    """Counters since the worker started (read them any time)."""
+
+    processed: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    lock_lost: int = 0
+    returned: int = 0
+
+
+@dataclass
+class WorkerCore:
+    """A worker's settings and bookkeeping, shared by the thread and the asyncio worker. No I/O."""
+
+    concurrency: int
+    lock_ttl: float
+    poll: float
+    backoff: Backoff
+    extend_every: float
+    grace: float
+    on_event: Callable[[WorkerEvent], None] | None
+    log: logging.Logger
+    stats: WorkerStats = field(default_factory=WorkerStats)
+    rng: random.Random = field(default_factory=random.Random)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        concurrency: int,
+        lock_ttl: float,
+        poll: float,
+        backoff: Backoff | None,
+        extend_every: float | None,
+        grace: float,
+        on_event: Callable[[WorkerEvent], None] | None,
+        logger: logging.Logger | None,
+    ) -> WorkerCore:
+        """Validate a worker's settings.
+
+        Raises:
+            InvalidType, InvalidArgument: A setting out of range; named in the message.
+        """
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+            raise InvalidType(f"concurrency must be an int, got {concurrency!r}")
+        if not 1 <= concurrency <= MAX_BATCH:
+            raise InvalidArgument(f"concurrency must be between 1 and {MAX_BATCH}, got {concurrency!r}")
+        ttl_ms = to_ms(lock_ttl, "lock_ttl", minimum_ms=10, maximum_s=MAX_LOCK_TTL_S)
+        poll_s = to_ms(poll, "poll", minimum_ms=0, maximum_s=60) / 1000
+        every_s = (
+            ttl_ms / 3000
+            if extend_every is None
+            else to_ms(extend_every, "extend_every", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S) / 1000
+        )
+        if every_s * 1000 >= ttl_ms:
+            raise InvalidArgument(f"extend_every must be shorter than lock_ttl, got {extend_every!r} >= {lock_ttl!r}")
+        grace_s = to_ms(grace, "grace", minimum_ms=0, maximum_s=24 * 3600) / 1000
+        if on_event is not None and not callable(on_event):
+            raise InvalidType(f"on_event must be callable, got {on_event!r}")
+        return cls(
+            concurrency=concurrency,
+            lock_ttl=ttl_ms / 1000,
+            poll=poll_s,
+            backoff=(backoff or Backoff()).check(),
+            extend_every=every_s,
+            grace=grace_s,
+            on_event=on_event,
+            log=logger or logging.getLogger("delayq.worker"),
+        )
+
+    def retry_delay(self, job: Job) -> float:
+        """The backoff delay for a job that just failed on its ``job.attempts``-th claim."""
+        with self._lock:  # random.Random is not meant to be shared between threads unguarded
+            return self.backoff.delay(job.attempts, self.rng)
+
+    def record(self, event: WorkerEvent) -> None:
+        """Count, log and report one event (thread-safe). A failing hook is logged, never raised."""
+        with self._lock:
+            setattr(self.stats, event.kind, getattr(self.stats, event.kind) + 1)
+        job = event.job
+        if event.kind == "processed":
+            self.log.debug("job %s done in %.3fs (attempt %d)", job.id, event.seconds, job.attempts)
+        elif event.kind == "failed":
+            self.log.warning("job %s failed after %.3fs (attempt %d): %s", job.id, event.seconds, job.attempts, event.error)
+        elif event.kind == "retried":
+            self.log.info("job %s retried in %.1fs (attempt %d)", job.id, event.delay or 0.0, job.attempts)
+        elif event.kind == "dead_lettered":
+            self.log.error("job %s dead-lettered after %d attempts: %s", job.id, job.attempts, event.error)
+        elif event.kind == "lock_lost":
+            self.log.warning("job %s lost its lock (expired or cancelled); not acked (attempt %d)", job.id, job.attempts)
+        else:
+            self.log.info("job %s given back to the queue on shutdown, not finished", job.id)
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:
+                self.log.exception("the on_event hook raised for job %s", job.id)
+
+
+def error_text(exc: BaseException) -> str:
+    """The text kept with a failed job: the exception's type and message, bounded."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."

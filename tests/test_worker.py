@@ -1,0 +1,250 @@
+"""The worker runtime (thread and asyncio): acks, retries with backoff, dead letters, lock
+extension and loss, hooks, and graceful / hard stops of a real worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+import delayq
+import delayq.aio
+from delayq import Backoff, Job, QueueStats, WorkerEvent, WorkerStats
+from tests.conftest import Env, unique_name
+
+
+def run_worker(
+    env: Env, name: str, handler: Callable[[Job], object], until: Callable[[WorkerStats], bool], timeout: float = 15, **kw: Any
+) -> WorkerStats:
+    """Run a worker of the env's flavour on queue ``name`` until ``until(stats)``, then stop it gracefully."""
+    kw.setdefault("poll", 0.2)
+    if env.api == "sync":
+        worker = delayq.Worker(env.queue(name, max_attempts=kw.pop("max_attempts", None)), handler, **kw)
+        thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while not until(worker.stats) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        worker.stop()
+        thread.join(15)
+        assert not thread.is_alive()
+        assert until(worker.stats), f"worker did not get there in {timeout}s: {worker.stats}"
+        return worker.stats
+    adapter = env.queue(name, max_attempts=kw.pop("max_attempts", None))
+    aworker = delayq.aio.Worker(adapter._queue, handler, **kw)
+
+    async def main() -> WorkerStats:
+        task = asyncio.create_task(aworker.run(install_signals=False))
+        deadline = time.monotonic() + timeout
+        while not until(aworker.stats) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        aworker.stop()
+        return await asyncio.wait_for(task, 15)
+
+    assert env._loop is not None
+    stats = env._loop.run_until_complete(main())
+    assert until(stats), f"worker did not get there in {timeout}s: {stats}"
+    return stats
+
+
+def test_processes_and_acks_every_job(env: Env) -> None:
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name)
+    q.enqueue_many([f"job-{i}".encode() for i in range(40)])
+    seen: list[bytes] = []
+    lock = threading.Lock()
+
+    def handler(job: Job) -> None:
+        with lock:
+            seen.append(job.payload)
+
+    stats = run_worker(env, name, handler, lambda s: s.processed >= 40, concurrency=4)
+    assert sorted(seen) == sorted(f"job-{i}".encode() for i in range(40))
+    assert (stats.processed, stats.failed, stats.lock_lost) == (40, 0, 0)
+    assert q.stats().total == 0
+
+
+def test_failures_back_off_then_dead_letter_with_the_error(env: Env) -> None:
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, max_attempts=3)
+    q.enqueue(b"x", id="bad")
+    claims: list[tuple[int, int]] = []  # (claimed at, due at), server clock
+
+    def handler(job: Job) -> None:
+        claims.append((job.lock_expires_ms - 5_000, job.due_ms))
+        raise ValueError("bad input")
+
+    events: list[WorkerEvent] = []
+    stats = run_worker(
+        env,
+        name,
+        handler,
+        lambda s: s.dead_lettered == 1,
+        max_attempts=3,
+        lock_ttl=5,
+        backoff=Backoff(base=0.2, factor=2, jitter=0),
+        on_event=events.append,
+    )
+    assert (stats.failed, stats.retried, stats.dead_lettered, stats.processed) == (3, 2, 1, 0)
+    assert len(claims) == 3
+    # retry n waits base * factor ** (n - 1) after the failure, by the server's clock
+    assert 200 <= claims[1][1] - claims[0][0] <= 300
+    assert 400 <= claims[2][1] - claims[1][0] <= 500
+    (dead,) = q.dead_letters()
+    assert (dead.id, dead.attempts, dead.error) == ("bad", 3, "ValueError: bad input")
+    assert [e.kind for e in events] == ["failed", "retried", "failed", "retried", "failed", "dead_lettered"]
+    assert [e.delay for e in events if e.kind == "retried"] == [0.2, 0.4]
+    assert q.stats() == QueueStats(ready=0, delayed=0, in_flight=0, dead=1)
+
+
+def test_extending_keeps_a_slow_job_from_redelivery(env: Env) -> None:
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name)
+    q.enqueue(b"slow", id="slow")
+    started = threading.Event()
+    stolen: list[Job] = []
+
+    def handler(job: Job) -> None:
+        started.set()
+        deadline = time.monotonic() + 1.0  # more than three lock_ttls
+        while time.monotonic() < deadline:
+            stolen.extend(q.dequeue(5))  # another consumer keeps trying
+            time.sleep(0.05)
+
+    stats = run_worker(env, name, handler, lambda s: s.processed == 1, lock_ttl=0.3)
+    assert started.is_set()
+    assert stolen == []
+    assert (stats.processed, stats.lock_lost) == (1, 0)
+    assert q.stats().total == 0
+
+
+def test_a_lost_lock_is_logged_and_not_acked(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name)
+    q.enqueue(b"doomed", id="doomed")
+
+    def handler(job: Job) -> None:
+        assert q.cancel(job.id)  # e.g. an operator cancels it mid-run: the lock is gone
+        time.sleep(0.4)  # long enough for an extend to notice
+
+    with caplog.at_level("WARNING", logger="delayq.worker"):
+        stats = run_worker(env, name, handler, lambda s: s.lock_lost == 1, lock_ttl=0.3)
+    assert (stats.processed, stats.lock_lost) == (0, 1)
+    assert "lock lost" in caplog.text
+    assert q.stats().total == 0
+
+
+def test_a_failing_hook_does_not_stop_the_worker(env: Env) -> None:
+    name = unique_name("w")
+    delayq.Queue(env.raw, name).enqueue_many([b"a", b"b", b"c"])
+
+    def hook(event: WorkerEvent) -> None:
+        raise RuntimeError("metrics backend down")
+
+    stats = run_worker(env, name, lambda job: None, lambda s: s.processed == 3, on_event=hook)
+    assert stats.processed == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "text"),
+    [
+        ({"concurrency": 0}, delayq.InvalidArgument, "concurrency"),
+        ({"concurrency": "4"}, delayq.InvalidType, "concurrency"),
+        ({"lock_ttl": -1}, delayq.InvalidArgument, "lock_ttl"),
+        ({"lock_ttl": 1, "extend_every": 2}, delayq.InvalidArgument, "extend_every"),
+        ({"poll": float("nan")}, delayq.InvalidArgument, "poll"),
+        ({"backoff": Backoff(factor=0.5)}, delayq.InvalidArgument, "factor"),
+        ({"backoff": Backoff(jitter=1.5)}, delayq.InvalidArgument, "jitter"),
+        ({"on_event": "print"}, delayq.InvalidType, "on_event"),
+    ],
+)
+def test_bad_worker_settings(kwargs: dict[str, Any], error: type[Exception], text: str) -> None:
+    import fakeredis  # noqa: PLC0415
+
+    q = delayq.Queue(fakeredis.FakeRedis(), "q")
+    with pytest.raises(error, match=text):
+        delayq.Worker(q, lambda job: None, **kwargs)
+    with pytest.raises(delayq.InvalidType, match="handler"):
+        delayq.Worker(q, "not callable")  # type: ignore[arg-type]
+    with pytest.raises(delayq.InvalidType, match=r"delayq\.aio\.Worker"):
+        delayq.Worker(delayq.aio.Queue(fakeredis.FakeAsyncRedis(), "q"), lambda job: None)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- signals, in a real process
+
+WORKER_PROCESS = r"""
+import logging, sys, threading, time
+import redis, delayq, delayq.aio, asyncio
+url, name, flavour, handler_s, grace = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(relativeCreated)d %(threadName)s %(message)s")
+lock = threading.Lock()
+def handler(job):
+    with lock:
+        sys.stdout.write(f"started {job.id}\n")
+        sys.stdout.flush()
+    time.sleep(handler_s)
+if flavour == "sync":
+    stats = delayq.Worker(delayq.Queue(redis.Redis.from_url(url), name), handler, concurrency=4, grace=grace, poll=0.2).run()
+else:
+    import redis.asyncio
+    async def main():
+        q = delayq.aio.Queue(redis.asyncio.Redis.from_url(url), name)
+        return await delayq.aio.Worker(q, handler, concurrency=4, grace=grace, poll=0.2).run()
+    stats = asyncio.run(main())
+print("stats", stats.processed, stats.returned, flush=True)
+"""
+
+
+def start_worker_process(url: str, name: str, flavour: str, handler_s: float, grace: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WORKER_PROCESS, url, name, flavour, str(handler_s), str(grace)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for _ in range(4):  # wait until its four handlers are running
+        assert proc.stdout.readline().startswith("started")
+    return proc
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_sigterm_finishes_running_jobs_and_leaves_nothing_locked(redis_url: str, flavour: str) -> None:
+    name = unique_name("sigterm")
+    q = delayq.Queue(redis.Redis.from_url(redis_url), name)
+    q.enqueue_many([f"j{i}".encode() for i in range(20)])
+    proc = start_worker_process(redis_url, name, flavour, handler_s=0.5, grace=10)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    processed = int(out.split("stats ")[1].split()[0])
+    assert processed >= 4, "the running handlers finished and were acked"
+    stats = q.stats()
+    assert stats.in_flight == 0, "nothing is left waiting for a lock to expire"
+    assert stats.ready == 20 - processed, "every job is acked or back in the queue"
+    assert "SIGTERM" in err
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_second_signal_stops_at_once_and_gives_running_jobs_back(redis_url: str, flavour: str) -> None:
+    name = unique_name("sigkill2")
+    q = delayq.Queue(redis.Redis.from_url(redis_url), name)
+    q.enqueue_many([f"j{i}".encode() for i in range(8)])
+    proc = start_worker_process(redis_url, name, flavour, handler_s=3, grace=30)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert time.monotonic() - start < 3, "did not wait for the 3 s handlers"
+    assert q.stats() == QueueStats(ready=8, delayed=0, in_flight=0, dead=0), "running jobs are back at once"
+    assert "stats 0 4" in out
