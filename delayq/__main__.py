@@ -10,14 +10,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__, _bench
+from . import __version__, _bench, _cli
 
 __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one subcommand per action."""
-    parser = argparse.ArgumentParser(prog="delayq", description="delayq: a delayed-job queue on Redis.")
+    parser = argparse.ArgumentParser(
+        prog="delayq",
+        description="delayq: a delayed-job queue on Redis. Exit status: 0 success, 1 failure, 2 bad usage.",
+    )
     parser.add_argument("--version", action="version", version=f"delayq {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     bench = commands.add_parser(
@@ -26,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(_bench.__doc__ or "").split("\n\n")[0],
     )
     _bench.add_arguments(bench)
+    _cli.add_queue_commands(commands)
     return parser
 
 
@@ -42,13 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "bench":
             return _bench.run(args)
-    except _bench.BenchError as exc:
+        return _cli.run_command(args)
+    except (_bench.BenchError, _cli.CliError) as exc:
         print(f"delayq {args.command}: error: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         print(f"delayq {args.command}: interrupted", file=sys.stderr)
         return 130
-    raise AssertionError(f"unhandled command {args.command!r}")
 
 
 if __name__ == "__main__":
