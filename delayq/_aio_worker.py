@@ -11,10 +11,12 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 
+import redis
+
 from ._errors import InvalidType
 from ._types import Job
 from ._worker import BUSY_POLL_S
-from ._worker_core import Backoff, WorkerCore, WorkerEvent, WorkerStats, error_text
+from ._worker_core import Backoff, WorkerCore, WorkerEvent, WorkerStats, error_text, outage_pause
 from .aio import Queue
 
 __all__ = ["Worker"]
@@ -160,6 +162,26 @@ class Worker:
                 kind = {2: "dead_lettered", 1: "retried"}.get(code, "lock_lost")
                 self.core.record(WorkerEvent(kind, job, seconds, text if code else None, delay if code == 1 else None))  # type: ignore[arg-type]
 
+    async def _cycle(self, done: list[Job]) -> bool:
+        """Settle finished handlers, ack ``done`` (emptied once acked) and claim for the free capacity.
+
+        Returns:
+            Whether new jobs were claimed.
+        """
+        await self._settle(done)
+        free = self.core.concurrency - len(self._running)
+        if free > 0:
+            wait = self.core.poll if not self._running else 0
+            _, jobs = await self.queue.ack_and_dequeue(done, free, self.core.lock_ttl, wait=wait)
+            done.clear()
+            for job in jobs:
+                self._running[job.id] = (job, asyncio.create_task(self._run_one(job)))
+            return bool(jobs)
+        if done:
+            await self.queue.ack_many(done)
+            done.clear()
+        return False
+
     async def _wait_finished(self, timeout: float) -> None:
         assert self._finished is not None
         try:
@@ -188,22 +210,20 @@ class Worker:
         extender = asyncio.create_task(self._extend_loop())
         core.log.info("worker started on %r: concurrency %d, lock_ttl %.1fs", self.queue, core.concurrency, core.lock_ttl)
         done: list[Job] = []
+        failures = 0
         try:
             while not self._stop.is_set():
-                await self._settle(done)
-                free = core.concurrency - len(self._running)
-                if free > 0:
-                    wait = core.poll if not self._running else 0
-                    _, jobs = await self.queue.ack_and_dequeue(done, free, core.lock_ttl, wait=wait)
-                    done = []
-                    for job in jobs:
-                        self._running[job.id] = (job, asyncio.create_task(self._run_one(job)))
-                    if jobs:
-                        continue
-                elif done:
-                    await self.queue.ack_many(done)
-                    done = []
-                if self._running:
+                try:
+                    claimed = await self._cycle(done)
+                    failures = 0
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    # Redis restarting or failing over: keep the finished jobs for the next call
+                    failures += 1
+                    pause = outage_pause(failures)
+                    core.log.warning("Redis unreachable (%s); retrying in %.1fs", exc, pause)
+                    await asyncio.sleep(pause)
+                    continue
+                if not claimed and self._running:
                     await self._wait_finished(BUSY_POLL_S)
             await self._shutdown(done)
         finally:

@@ -19,6 +19,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+import redis.exceptions
 
 from . import aio
 from ._errors import DelayqError
@@ -62,7 +63,8 @@ def connect(args: argparse.Namespace) -> Any:
         else:
             client = redis.Redis.from_url(url, socket_connect_timeout=3)
         client.ping()
-    except (redis.RedisError, OSError) as exc:
+    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
+        # RedisClusterException (e.g. --cluster on a standalone server) is not a RedisError
         raise CliError(f"cannot reach Redis at {url}: {exc}") from exc
     return client
 

@@ -175,7 +175,7 @@ def to_ms(value: object, what: str, *, minimum_ms: int, maximum_s: float) -> int
         raise InvalidArgument(f"{what} must be a finite number of seconds, got {value!r}")
     if seconds < 0 or seconds > maximum_s:
         raise InvalidArgument(f"{what} must be between 0 and {maximum_s:g} seconds, got {value!r}")
-    ms = math.ceil(seconds * 1000)
+    ms = math.ceil(round(seconds * 1000, 6))  # round first: 2.007 * 1000 is 2007.0000000000002
     if ms < minimum_ms:
         raise InvalidArgument(f"{what} must be at least {minimum_ms} ms, got {value!r}")
     return ms

@@ -54,14 +54,33 @@ class RedisServer:
     def start(self) -> RedisServer:
         """Start the server on a free port and wait until it answers PING."""
         for _ in range(5):
-            self.port = free_port()
-            args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            args += ["--dir", str(self.dir), "--logfile", str(self.dir / "redis.log"), *self.extra]
-            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if self._wait_ready():
+            if self._launch(free_port()):
                 return self
-            self.stop()
         raise ServerUnavailable(f"redis-server did not start; see {self.dir / 'redis.log'}")
+
+    def restart(self, *, kill: bool = False) -> None:
+        """Stop the server (SIGTERM, or SIGKILL with ``kill``) and start it again on the same
+        port and directory, so that it reloads what it persisted.
+
+        Raises:
+            ServerUnavailable: It did not come back within 10 s.
+        """
+        if kill and self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stop()
+        if not self._launch(self.port):
+            raise ServerUnavailable(f"redis-server did not restart; see {self.dir / 'redis.log'}")
+
+    def _launch(self, port: int) -> bool:
+        self.port = port
+        args = [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args += ["--dir", str(self.dir), "--logfile", str(self.dir / "redis.log"), *self.extra]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self._wait_ready():
+            return True
+        self.stop()
+        return False
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + 10

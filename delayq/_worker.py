@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+import redis
+
 from ._errors import InvalidType
 from ._sync import Queue
 from ._types import Job
-from ._worker_core import Backoff, WorkerCore, WorkerEvent, WorkerStats, error_text
+from ._worker_core import Backoff, WorkerCore, WorkerEvent, WorkerStats, error_text, outage_pause
 
 __all__ = ["Worker"]
 
@@ -209,24 +211,20 @@ class Worker:
         extender.start()
         core.log.info("worker started on %r: concurrency %d, lock_ttl %.1fs", self.queue, core.concurrency, core.lock_ttl)
         done: list[Job] = []
+        failures = 0
         try:
             while not self._stop.is_set():
-                self._settle(done)
-                free = core.concurrency - len(self._running)
-                if free > 0:
-                    wait = core.poll if not self._running else 0
-                    _, jobs = self.queue.ack_and_dequeue(done, free, core.lock_ttl, wait=wait)
-                    done = []
-                    for job in jobs:
-                        with self._guard:
-                            self._running[job.id] = job
-                        self._inbox.put(job)
-                    if jobs:
-                        continue
-                elif done:
-                    self.queue.ack_many(done)
-                    done = []
-                if self._running:
+                try:
+                    claimed = self._cycle(done)
+                    failures = 0
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    # Redis restarting or failing over: keep the finished jobs for the next call
+                    failures += 1
+                    pause = outage_pause(failures)
+                    core.log.warning("Redis unreachable (%s); retrying in %.1fs", exc, pause)
+                    self._stop.wait(pause)
+                    continue
+                if not claimed and self._running:
                     self._wait_result(BUSY_POLL_S)
             self._shutdown(done)
         finally:
@@ -237,6 +235,28 @@ class Worker:
                 signal.signal(signum, old)
         core.log.info("worker stopped: %s", core.stats)
         return core.stats
+
+    def _cycle(self, done: list[Job]) -> bool:
+        """Settle finished handlers, ack ``done`` (emptied once acked) and claim for the free capacity.
+
+        Returns:
+            Whether new jobs were claimed.
+        """
+        self._settle(done)
+        free = self.core.concurrency - len(self._running)
+        if free > 0:
+            wait = self.core.poll if not self._running else 0
+            _, jobs = self.queue.ack_and_dequeue(done, free, self.core.lock_ttl, wait=wait)
+            done.clear()
+            for job in jobs:
+                with self._guard:
+                    self._running[job.id] = job
+                self._inbox.put(job)
+            return bool(jobs)
+        if done:
+            self.queue.ack_many(done)
+            done.clear()
+        return False
 
     def _wait_result(self, timeout: float) -> None:
         """Sleep until a handler finishes (or ``timeout``), keeping its outcome for _settle."""

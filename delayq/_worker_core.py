@@ -14,7 +14,7 @@ from ._core import MAX_BATCH, MAX_LOCK_TTL_S, to_ms
 from ._errors import InvalidArgument, InvalidType
 from ._types import Job
 
-__all__ = ["Backoff", "EventKind", "WorkerCore", "WorkerEvent", "WorkerStats"]
+__all__ = ["Backoff", "EventKind", "WorkerCore", "WorkerEvent", "WorkerStats", "error_text", "outage_pause"]
 
 EventKind = Literal["processed", "failed", "retried", "dead_lettered", "lock_lost", "returned"]
 
@@ -185,6 +185,15 @@ class WorkerCore:
                 self.on_event(event)
             except Exception:
                 self.log.exception("the on_event hook raised for job %s", job.id)
+
+
+OUTAGE_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+"""How long a worker waits after each successive failure to reach Redis before trying again."""
+
+
+def outage_pause(failures: int) -> float:
+    """Seconds to wait after ``failures`` consecutive connection failures."""
+    return OUTAGE_BACKOFF_S[min(failures, len(OUTAGE_BACKOFF_S)) - 1]
 
 
 def error_text(exc: BaseException) -> str:

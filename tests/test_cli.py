@@ -111,6 +111,7 @@ def test_enqueue_reads_standard_input(queue_name: str, redis_url: str) -> None:
     [
         (["stats", "q", "--url", "http://x"], 2, "bad Redis URL"),
         (["stats", "q", "--url", "redis://127.0.0.1:1/0"], 1, "cannot reach Redis"),
+        (["stats", "q", "--cluster"], 1, "Cluster mode is not enabled"),
         (["stats", "bad{name}"], 2, "bad{name}"),
         (["enqueue", "q", "x", "--delay", "-5"], 2, "-5"),
         (["enqueue", "q", "x", "--delay", "soon"], 2, "soon"),
