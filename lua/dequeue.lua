@@ -9,8 +9,9 @@ instead of being delivered again.
 `lease` and `meta` always hold SENTINEL (a member/field longer than 64 bytes,
 score +inf) while they exist: it keeps them in Redis's skiplist/hashtable
 encodings, where a 100-job ZADD costs ~0.2 us a member instead of ~1.3 us in a
-listpack, and the acks are applied after the claims so a worker's loop never
-empties them. ack/nack/cancel delete them when only SENTINEL is left.
+listpack; the clean-up that deletes them when only SENTINEL is left runs after
+the claims, so a worker's loop never deletes and rebuilds them. ack/nack/cancel
+delete them the same way.
 KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
 KEYS[3] payload  (hash)  job id -> payload
@@ -49,7 +50,8 @@ else
 end
 local now_s = string.format('%d', now)
 
--- 1. check the acks now; apply them after the claims (see the header)
+-- 1. the acks: checked and applied first; the keys they may leave idle are dropped only at
+-- the end, after the claims have refilled them (see the header)
 local acked, ok = 0, {}
 if ack_count > 0 then
   local ids, toks = {}, {}
@@ -64,6 +66,13 @@ if ack_count > 0 then
       acked = acked + 1
       ok[acked] = ids[i]
     end
+  end
+  -- the lease goes first, the payload last
+  if acked > 0 then
+    rcall('ZREM', lease_key, unpack(ok))
+    rcall('HDEL', meta_key, unpack(ok))
+    if rcall('EXISTS', errors_key) == 1 then rcall('HDEL', errors_key, unpack(ok)) end
+    rcall('HDEL', payload_key, unpack(ok))
   end
 end
 
@@ -98,6 +107,7 @@ if n > 0 then
   local metas = rcall('HMGET', meta_key, unpack(ids))
   local expiry = string.format('%d', now + ttl)
   local lease_args, meta_args, dead_args = {'+inf', SENTINEL}, {SENTINEL, ''}, {}
+  local first_claim = '1:' .. token  -- the meta of most claims: built once, not once a job
   local l, d = 2, 0
   for i = 1, n do
     local id = ids[i]
@@ -115,7 +125,7 @@ if n > 0 then
       lease_args[l + 1] = expiry
       lease_args[l + 2] = id
       meta_args[l + 1] = id
-      meta_args[l + 2] = a .. ':' .. token
+      if a == 1 then meta_args[l + 2] = first_claim else meta_args[l + 2] = a .. ':' .. token end
       l = l + 2
       reply[r + 1] = id
       reply[r + 2] = payloads[i]
@@ -136,12 +146,8 @@ if n > 0 then
   rcall('ZREM', due_key, unpack(ids))
 end
 
--- 4. apply the acks: the lease goes first, the payload last
+-- 4. with the acks done and nothing claimed in their place, an idle queue drops its keys
 if acked > 0 then
-  rcall('ZREM', lease_key, unpack(ok))
-  rcall('HDEL', meta_key, unpack(ok))
-  if rcall('EXISTS', errors_key) == 1 then rcall('HDEL', errors_key, unpack(ok)) end
-  rcall('HDEL', payload_key, unpack(ok))
   if rcall('ZCARD', lease_key) == 1 then
     rcall('DEL', lease_key)
     if rcall('ZCARD', due_key) == 0 then rcall('DEL', wake_key) end
