@@ -5,18 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import logging
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import redis
 
-from ._errors import InvalidType
 from ._types import Job
 from ._worker import BUSY_POLL_S
-from ._worker_core import Backoff, WorkerCore, WorkerEvent, WorkerStats, error_text, outage_pause
+from ._worker_core import WorkerBase, WorkerEvent, WorkerStats, error_text, outage_pause
 from .aio import Queue
 
 __all__ = ["Worker"]
@@ -47,7 +45,7 @@ def _in_daemon_thread(function: Callable[[Job], object], job: Job) -> asyncio.Fu
     return future
 
 
-class Worker:
+class Worker(WorkerBase[Queue]):
     """The asyncio twin of :class:`delayq.Worker`; see it for the behaviour.
 
     Args:
@@ -60,60 +58,15 @@ class Worker:
         InvalidType, InvalidArgument: A bad setting.
     """
 
-    def __init__(
-        self,
-        queue: Queue,
-        handler: Callable[[Job], Awaitable[object] | object],
-        *,
-        concurrency: int = 8,
-        lock_ttl: float = 30,
-        poll: float = 1.0,
-        backoff: Backoff | None = None,
-        extend_every: float | None = None,
-        grace: float = 30,
-        on_event: Callable[[WorkerEvent], None] | None = None,
-        logger: logging.Logger | None = None,
-    ) -> None:
-        if not isinstance(queue, Queue):
-            raise InvalidType(f"queue must be a delayq.aio.Queue (use delayq.Worker for delayq.Queue), got {queue!r}")
-        if not callable(handler):
-            raise InvalidType(f"handler must be callable, got {handler!r}")
-        self.queue, self.handler = queue, handler
-        self.core = WorkerCore.make(
-            concurrency=concurrency,
-            lock_ttl=lock_ttl,
-            poll=poll,
-            backoff=backoff,
-            extend_every=extend_every,
-            grace=grace,
-            on_event=on_event,
-            logger=logger,
-        )
-        self._stop = threading.Event()
-        self._hard = threading.Event()
+    queue_type = Queue
+    twin = "delayq.Worker"
+
+    def _setup(self) -> None:
         self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
-        self._lost: set[str] = set()
         self._finished: asyncio.Queue[tuple[Job, float, BaseException | None]] | None = None
 
-    @property
-    def stats(self) -> WorkerStats:
-        """The worker's counters."""
-        return self.core.stats
-
-    def stop(self, *, hard: bool = False) -> None:
-        """Ask the worker to stop: gracefully the first time, at once with ``hard`` or a second time."""
-        if self._stop.is_set() or hard:
-            self._hard.set()
-        self._stop.set()
-
     def _on_signal(self, sig: signal.Signals) -> None:
-        if self._stop.is_set():
-            self.core.log.warning("%s again: stopping now, running jobs go back to the queue", sig.name)
-        else:
-            self.core.log.warning(
-                "%s: stopping; running jobs get %.0fs to finish (send it again to stop now)", sig.name, self.core.grace
-            )
-        self.stop()
+        self._signalled(sig.name)
 
     async def _run_one(self, job: Job) -> None:
         assert self._finished is not None

@@ -42,6 +42,7 @@ __all__ = [
     "Sleep",
     "Step",
     "check_client",
+    "long_poll",
     "new_ids",
     "prepare_enqueue",
     "script_error",
@@ -377,22 +378,14 @@ class QueueCore:
         token, which wakes exactly one waiter) until shortly before the next due time
         the server reported, then sleeps the rest precisely and claims again.
         """
-        wait_s = to_ms(wait, "wait", minimum_ms=0, maximum_s=MAX_WAIT_S) / 1000
-        deadline = time.monotonic() + wait_s
-        result = yield from self.dequeue(batch, lock_ttl, done)
-        acked, dead = result.acked, result.dead_lettered
-        while not result.jobs and (remaining := deadline - time.monotonic()) > 0:
-            until_due = math.inf if result.next_ms is None else (result.next_ms - result.now_ms) / 1000
-            if until_due > 0:
-                nap = min(remaining, until_due)
-                if nap > BLOCK_MARGIN_S + 0.01:
-                    block = nap - BLOCK_MARGIN_S
-                    yield Block(self.keys["wake"], block if max_block is None else min(block, max_block))
-                else:
-                    yield Sleep(nap)
-            result = yield from self.dequeue(batch, lock_ttl)
-            dead += result.dead_lettered
-        return DequeueResult(result.now_ms, result.next_ms, acked, dead, result.jobs)
+
+        def pause(nap: float) -> Step:
+            if nap <= BLOCK_MARGIN_S + 0.01:
+                return Sleep(nap)
+            block = nap - BLOCK_MARGIN_S
+            return Block(self.keys["wake"], block if max_block is None else min(block, max_block))
+
+        return (yield from long_poll(lambda acks: self.dequeue(batch, lock_ttl, acks), done, wait, pause))
 
     def token_pairs(self, jobs: Iterable[Job]) -> list[str]:
         if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
@@ -517,6 +510,28 @@ def _parse_dequeue(reply: list[Any], ttl_ms: int, token: str) -> DequeueResult:
         tok = tokens.get(attempts) or tokens.setdefault(attempts, f"{attempts}:{token}")
         jobs.append(Job(job_id.decode(), payload, attempts, tok, expires, int(due_ms)))
     return DequeueResult(now_ms, next_ms, int(reply[2]), int(reply[3]), jobs)
+
+
+def long_poll(
+    dequeue: Callable[[Iterable[Job]], Op[DequeueResult]], done: Iterable[Job], wait: Duration, pause: Callable[[float], Step]
+) -> Op[DequeueResult]:
+    """Dequeue (acking ``done``) and, while nothing comes and ``wait`` lasts, pause until the next
+    due time the server reported (``pause`` makes the step for a nap of so many seconds) and retry.
+
+    Raises:
+        InvalidType, InvalidArgument: A bad wait (or what ``dequeue`` refuses), before anything is sent.
+    """
+    wait_s = to_ms(wait, "wait", minimum_ms=0, maximum_s=MAX_WAIT_S) / 1000
+    deadline = time.monotonic() + wait_s
+    result = yield from dequeue(done)
+    acked, dead = result.acked, result.dead_lettered
+    while not result.jobs and (remaining := deadline - time.monotonic()) > 0:
+        until_due = math.inf if result.next_ms is None else (result.next_ms - result.now_ms) / 1000
+        if until_due > 0:
+            yield pause(min(remaining, until_due))
+        result = yield from dequeue(())
+        dead += result.dead_lettered
+    return DequeueResult(result.now_ms, result.next_ms, acked, dead, result.jobs)
 
 
 def check_client(client: object) -> None:

@@ -24,9 +24,7 @@ calls, at most one call per shard, driven by the same sync and async queues.
 from __future__ import annotations
 
 import heapq
-import math
 import random
-import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -36,7 +34,6 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from ._core import (
     MAX_BATCH,
-    MAX_WAIT_S,
     SHARDED_NAP_S,
     DequeueResult,
     Duration,
@@ -49,8 +46,8 @@ from ._core import (
     _check_job,
     _chunks,
     check_client,
+    long_poll,
     prepare_enqueue,
-    to_ms,
 )
 from ._errors import InvalidType
 from ._types import DeadJob, Job, PendingJob, QueueStats
@@ -193,17 +190,11 @@ class ShardedCore:
     ) -> Op[DequeueResult]:
         """Dequeue, and with ``wait`` > 0 long-poll: BLPOP cannot wait on keys in several slots, so a
         sharded queue naps until the next due time the shards reported, SHARDED_NAP_S at most."""
-        wait_s = to_ms(wait, "wait", minimum_ms=0, maximum_s=MAX_WAIT_S) / 1000
-        deadline = time.monotonic() + wait_s
-        result = yield from self.dequeue(batch, lock_ttl, done)
-        acked, dead = result.acked, result.dead_lettered
-        while not result.jobs and (remaining := deadline - time.monotonic()) > 0:
-            until_due = math.inf if result.next_ms is None else (result.next_ms - result.now_ms) / 1000
-            if until_due > 0:
-                yield Sleep(min(remaining, until_due, SHARDED_NAP_S))
-            result = yield from self.dequeue(batch, lock_ttl)
-            dead += result.dead_lettered
-        return DequeueResult(result.now_ms, result.next_ms, acked, dead, result.jobs)
+        return (
+            yield from long_poll(
+                lambda acks: self.dequeue(batch, lock_ttl, acks), done, wait, lambda nap: Sleep(min(nap, SHARDED_NAP_S))
+            )
+        )
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Ack on each job's shard, one call per shard; see Queue.ack_many."""

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import queue as queue_module
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import redis
 
-from ._errors import InvalidType
 from ._sync import Queue
 from ._types import Job
-from ._worker_core import Backoff, WorkerCore, WorkerEvent, WorkerStats, error_text, outage_pause
+from ._worker_core import WorkerBase, WorkerEvent, WorkerStats, error_text, outage_pause
 
 __all__ = ["Worker"]
 
@@ -34,7 +31,7 @@ class _Outcome:
     error: BaseException | None
 
 
-class Worker:
+class Worker(WorkerBase[Queue]):
     """Runs ``handler(job)`` for every job of a queue, with bounded concurrency, until stopped.
 
     - Claims in batches (up to the free capacity) with one call that also acks the
@@ -67,66 +64,20 @@ class Worker:
         InvalidType, InvalidArgument: A bad setting.
     """
 
-    def __init__(
-        self,
-        queue: Queue,
-        handler: Callable[[Job], object],
-        *,
-        concurrency: int = 8,
-        lock_ttl: float = 30,
-        poll: float = 1.0,
-        backoff: Backoff | None = None,
-        extend_every: float | None = None,
-        grace: float = 30,
-        on_event: Callable[[WorkerEvent], None] | None = None,
-        logger: logging.Logger | None = None,
-    ) -> None:
-        if not isinstance(queue, Queue):
-            raise InvalidType(f"queue must be a delayq.Queue (use delayq.aio.Worker for delayq.aio.Queue), got {queue!r}")
-        if not callable(handler):
-            raise InvalidType(f"handler must be callable, got {handler!r}")
-        self.queue, self.handler = queue, handler
-        self.core = WorkerCore.make(
-            concurrency=concurrency,
-            lock_ttl=lock_ttl,
-            poll=poll,
-            backoff=backoff,
-            extend_every=extend_every,
-            grace=grace,
-            on_event=on_event,
-            logger=logger,
-        )
-        self._stop = threading.Event()
-        self._hard = threading.Event()
+    queue_type = Queue
+    twin = "delayq.aio.Worker"
+
+    def _setup(self) -> None:
         # queue.Queue, not SimpleQueue: the main thread waits on it with a timeout, and a signal
         # arriving during SimpleQueue.get(timeout=...) was seen to turn it into a wait without one
         self._results: queue_module.Queue[_Outcome] = queue_module.Queue()
         # claimed jobs wait here for a handler thread; what is still here at a stop never started
         self._inbox: queue_module.SimpleQueue[Job | None] = queue_module.SimpleQueue()
         self._running: dict[str, Job] = {}
-        self._lost: set[str] = set()
         self._guard = threading.Lock()
 
-    @property
-    def stats(self) -> WorkerStats:
-        """The worker's counters: processed, failed, retried, dead_lettered, lock_lost, returned."""
-        return self.core.stats
-
-    def stop(self, *, hard: bool = False) -> None:
-        """Ask the worker to stop: gracefully the first time, at once with ``hard`` or a second time."""
-        if self._stop.is_set() or hard:
-            self._hard.set()
-        self._stop.set()
-
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if self._stop.is_set():
-            self.core.log.warning("%s again: stopping now, running jobs go back to the queue", name)
-        else:
-            self.core.log.warning(
-                "%s: stopping; running jobs get %.0fs to finish (send it again to stop now)", name, self.core.grace
-            )
-        self.stop()
+        self._signalled(signal.Signals(signum).name)
 
     # -- the handler's side
 

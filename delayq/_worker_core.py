@@ -8,13 +8,13 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from ._core import MAX_BATCH, MAX_LOCK_TTL_S, to_ms
 from ._errors import InvalidArgument, InvalidType
 from ._types import Job
 
-__all__ = ["Backoff", "EventKind", "WorkerCore", "WorkerEvent", "WorkerStats", "error_text", "outage_pause"]
+__all__ = ["Backoff", "EventKind", "WorkerBase", "WorkerCore", "WorkerEvent", "WorkerStats", "error_text", "outage_pause"]
 
 EventKind = Literal["processed", "failed", "retried", "dead_lettered", "lock_lost", "returned"]
 
@@ -200,3 +200,75 @@ def error_text(exc: BaseException) -> str:
     """The text kept with a failed job: the exception's type and message, bounded."""
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+QueueT = TypeVar("QueueT")
+
+
+class WorkerBase(Generic[QueueT]):
+    """What the thread and the asyncio worker share besides their loops: checking the settings,
+    the counters, and stop requests (graceful first, hard the second time)."""
+
+    queue_type: ClassVar[type] = object
+    """The queue class this worker drives (set by each worker)."""
+    twin: ClassVar[str] = ""
+    """The other worker, named in the error for a queue of the other kind."""
+
+    def __init__(
+        self,
+        queue: QueueT,
+        handler: Callable[[Job], Any],
+        *,
+        concurrency: int = 8,
+        lock_ttl: float = 30,
+        poll: float = 1.0,
+        backoff: Backoff | None = None,
+        extend_every: float | None = None,
+        grace: float = 30,
+        on_event: Callable[[WorkerEvent], None] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not isinstance(queue, self.queue_type):
+            kind = f"{self.queue_type.__module__.replace('._sync', '')}.{self.queue_type.__qualname__}"
+            raise InvalidType(f"queue must be a {kind} (use {self.twin} for the other kind), got {queue!r}")
+        if not callable(handler):
+            raise InvalidType(f"handler must be callable, got {handler!r}")
+        self.queue: QueueT = queue
+        self.handler: Callable[[Job], Any] = handler
+        self.core = WorkerCore.make(
+            concurrency=concurrency,
+            lock_ttl=lock_ttl,
+            poll=poll,
+            backoff=backoff,
+            extend_every=extend_every,
+            grace=grace,
+            on_event=on_event,
+            logger=logger,
+        )
+        self._stop = threading.Event()
+        self._hard = threading.Event()
+        self._lost: set[str] = set()
+        self._setup()
+
+    def _setup(self) -> None:
+        """Each worker's own state (overridden)."""
+
+    @property
+    def stats(self) -> WorkerStats:
+        """The worker's counters: processed, failed, retried, dead_lettered, lock_lost, returned."""
+        return self.core.stats
+
+    def stop(self, *, hard: bool = False) -> None:
+        """Ask the worker to stop: gracefully the first time, at once with ``hard`` or a second time."""
+        if self._stop.is_set() or hard:
+            self._hard.set()
+        self._stop.set()
+
+    def _signalled(self, name: str) -> None:
+        if self._stop.is_set():
+            self.core.log.warning("%s again: stopping now, running jobs go back to the queue", name)
+        else:
+            self.core.log.warning(
+                "%s: stopping; running jobs get %.0fs to finish (send it again to stop now)", name, self.core.grace
+            )
+        self.stop()
