@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             return _bench.run(args)
         return _cli.run_command(args)
-    except (_bench.BenchError, _cli.CliError) as exc:
+    except _cli.CliError as exc:
         print(f"delayq {args.command}: error: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:

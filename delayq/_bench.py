@@ -36,24 +36,17 @@ from uuid import uuid4
 import redis
 import redis.cluster
 
+from ._cli import CliError, check_url, checked_client
 from ._server import RedisCluster, RedisServer, ServerUnavailable
 from ._sync import Queue
 from .roundtrip import RoundTripQueue
 
-__all__ = ["PHASES", "BenchError", "add_arguments", "run"]
+__all__ = ["PHASES", "add_arguments", "run"]
 
 PHASES = ("throughput", "enqueue", "scaling", "consumers", "lateness", "cluster")
 BATCHES = (1, 10, 100, 1000)
 PAYLOAD = b"x" * 100
 TTL = 30.0
-
-
-class BenchError(Exception):
-    """A problem the user must fix, printed as one line; ``code`` is the exit status (2 = bad usage)."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 # ---------------------------------------------------------------- the target server
@@ -86,34 +79,14 @@ class Target:
             self.server.__exit__(None, None, None)
 
 
-def check_url(url: str) -> str:
-    """Reject a URL redis-py cannot parse, with a one-line reason.
-
-    Raises:
-        BenchError: Not a redis://, rediss:// or unix:// URL.
-    """
-    try:
-        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise BenchError(f"bad Redis URL {url!r}: {exc}", code=2) from exc
-    return url
-
-
 def open_target(url: str | None, say: Callable[[str], None]) -> Target:
     """Connect to ``url``, else start a private redis-server, else fall back to fakeredis.
 
     Raises:
-        BenchError: ``url`` is malformed or the server does not answer.
+        CliError: ``url`` is malformed or the server does not answer.
     """
     if url:
-        check_url(url)
-        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
-        try:
-            client.ping()
-        except redis.RedisError as exc:
-            raise BenchError(f"cannot reach Redis at {url}: {exc}") from exc
-        finally:
-            client.close()
+        checked_client(url).close()
         return Target(url, f"Redis at {url}")
     try:
         server = RedisServer().start()
@@ -121,7 +94,7 @@ def open_target(url: str | None, say: Callable[[str], None]) -> Target:
         try:
             import fakeredis  # noqa: PLC0415
         except ImportError:
-            raise BenchError(f"{exc}, and fakeredis is not installed (pip install 'fakeredis[lua]')") from exc
+            raise CliError(f"{exc}, and fakeredis is not installed (pip install 'fakeredis[lua]')") from exc
         say("!" * 78)
         say(f"!! NO REDIS SERVER: {exc}")
         say("!! Running on fakeredis, in-process. These figures are NOT representative of Redis:")
@@ -864,7 +837,7 @@ def plot(results: dict[str, Any], path: str) -> None:
     """Throughput vs batch size for both queues, and the lateness distribution, as a PNG.
 
     Raises:
-        BenchError: matplotlib is not installed.
+        CliError: matplotlib is not installed.
     """
     try:
         import matplotlib  # noqa: PLC0415 (optional extra)
@@ -872,7 +845,7 @@ def plot(results: dict[str, Any], path: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # noqa: PLC0415
     except ImportError as exc:
-        raise BenchError("--plot needs matplotlib: pip install 'delayq[plot]'") from exc
+        raise CliError("--plot needs matplotlib: pip install 'delayq[plot]'") from exc
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     rows = results.get("throughput", {}).get("rows", [])
     if rows:
@@ -939,13 +912,13 @@ def run(opts: argparse.Namespace) -> int:
     """Run the suite as the parsed options say; print the report. Returns the exit code.
 
     Raises:
-        BenchError: A bad URL, an unreachable server, or --plot without matplotlib.
+        CliError: A bad URL, an unreachable server, or --plot without matplotlib.
     """
     if opts.plot:
         try:
             import matplotlib  # noqa: F401, PLC0415
         except ImportError as exc:
-            raise BenchError("--plot needs matplotlib: pip install 'delayq[plot]'", code=2) from exc
+            raise CliError("--plot needs matplotlib: pip install 'delayq[plot]'", code=2) from exc
     url = opts.url or os.environ.get("DELAYQ_REDIS_URL")
     if opts.cluster_url:
         check_url(opts.cluster_url)

@@ -27,7 +27,7 @@ from ._sync import Queue
 from ._types import DeadJob, PendingJob
 from ._worker import Worker
 
-__all__ = ["COMMANDS", "CliError", "add_queue_commands"]
+__all__ = ["COMMANDS", "CliError", "add_queue_commands", "check_url", "checked_client"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 
@@ -45,20 +45,29 @@ def resolve_url(explicit: str | None) -> str:
     return explicit or os.environ.get("DELAYQ_REDIS_URL") or os.environ.get("REDIS_URL") or DEFAULT_URL
 
 
-def connect(args: argparse.Namespace) -> Any:
-    """A checked sync client for --url (a RedisCluster with --cluster).
+def check_url(url: str) -> str:
+    """Reject a URL redis-py cannot parse, with a one-line reason.
 
     Raises:
-        CliError: A malformed URL (exit 2) or a server that does not answer (exit 1).
+        CliError: Not a redis://, rediss:// or unix:// URL (exit 2).
     """
-    url = resolve_url(args.url)
     try:
         redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
     except ValueError as exc:
         raise CliError(f"bad Redis URL {url!r}: {exc}", 2) from exc
+    return url
+
+
+def checked_client(url: str, *, cluster: bool = False) -> Any:
+    """A sync client for ``url`` (a RedisCluster with ``cluster``) that has answered PING.
+
+    Raises:
+        CliError: A malformed URL (exit 2) or a server that does not answer (exit 1).
+    """
+    check_url(url)
     try:
         client: Any
-        if args.cluster:
+        if cluster:
             client = redis.cluster.RedisCluster.from_url(url, socket_connect_timeout=3)
         else:
             client = redis.Redis.from_url(url, socket_connect_timeout=3)
@@ -67,6 +76,11 @@ def connect(args: argparse.Namespace) -> Any:
         # RedisClusterException (e.g. --cluster on a standalone server) is not a RedisError
         raise CliError(f"cannot reach Redis at {url}: {exc}") from exc
     return client
+
+
+def connect(args: argparse.Namespace) -> Any:
+    """The checked client for the command's --url / --cluster (see :func:`resolve_url`)."""
+    return checked_client(resolve_url(args.url), cluster=args.cluster)
 
 
 def open_queue(args: argparse.Namespace) -> Queue:
