@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
@@ -227,9 +228,53 @@ def _check_payload(value: object) -> bytes:
 
 
 def _check_job(value: object) -> Job:
+    """A Job whose fields have the types dequeue gives them and whose id is a legal job id.
+
+    Raises:
+        InvalidType: Not a Job, or a field of the wrong type (a None id or token, a str attempts ...).
+        InvalidArgument: An id delayq would refuse to enqueue: empty, too long, not UTF-8, reserved.
+    """
     if not isinstance(value, Job):
         raise InvalidType(f"expected a Job returned by dequeue, got {value!r:.80} ({type(value).__name__})")
+    _check_id(value.id)
+    # the exact types first: this runs for every job a worker acks
+    if not (
+        type(value.token) is str
+        and type(value.payload) is bytes
+        and type(value.attempts) is int
+        and type(value.lock_expires_ms) is int
+        and type(value.due_ms) is int
+    ):
+        _check_job_fields(value)
     return value
+
+
+def _check_job_fields(job: Job) -> None:
+    if not isinstance(job.token, str):
+        raise InvalidType(f"job token must be a str, got {job.token!r:.80} ({type(job.token).__name__})")
+    if not isinstance(job.payload, bytes):
+        raise InvalidType(f"job payload must be bytes, got {type(job.payload).__name__}: {job.payload!r:.80}")
+    for what, number in (("attempts", job.attempts), ("lock_expires_ms", job.lock_expires_ms), ("due_ms", job.due_ms)):
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise InvalidType(f"job {what} must be an int, got {number!r:.80} ({type(number).__name__})")
+
+
+_TOKEN = re.compile(r"[1-9][0-9]{0,15}:[0-9a-f]{16}")
+"""A claim's token as dequeue makes it (see _parse_dequeue): "<attempts>:<16 hex digits>"."""
+
+
+def _check_claim(value: object) -> Job:
+    """A Job that ack, nack and extend may send: well-typed (see _check_job), with a token of the form
+    dequeue gives. The scripts compare tokens as strings, so a hand-built token could otherwise
+    match a value no claim has (the reserved member's empty one).
+
+    Raises:
+        InvalidType, InvalidArgument: As for _check_job; InvalidArgument for a malformed token.
+    """
+    job = _check_job(value)
+    if _TOKEN.fullmatch(job.token) is None:
+        raise InvalidArgument(f"job token {job.token!r:.80} is not one dequeue gives ('<attempts>:<16 hex digits>')")
+    return job
 
 
 def _when(delay: object, at: object) -> tuple[str, int]:
@@ -392,7 +437,7 @@ class QueueCore:
             raise InvalidType(f"expected an iterable of Job, got {jobs!r:.80}")
         seen: dict[tuple[str, str], None] = {}
         for job in jobs:
-            _check_job(job)
+            _check_claim(job)
             seen[(job.id, job.token)] = None
         if len(seen) > MAX_BATCH:
             raise InvalidArgument(f"at most {MAX_BATCH} jobs can be acked in one call, got {len(seen)}")
@@ -407,12 +452,12 @@ class QueueCore:
 
     def ack(self, job: Job) -> Op[bool]:
         """See Queue.ack."""
-        _check_job(job)
+        _check_claim(job)
         return (yield from self.ack_many([job])) == 1
 
     def nack(self, job: Job, delay: Duration = 0, error: str | None = None) -> Op[int]:
         """Give a job back; returns 0 (lock lost), 1 (due again) or 2 (dead-lettered). See Queue.nack."""
-        _check_job(job)
+        _check_claim(job)
         delay_ms = to_ms(delay, "delay", minimum_ms=0, maximum_s=MAX_DELAY_S)
         if error is not None and not isinstance(error, str):
             raise InvalidType(f"error must be a str or None, got {error!r:.80}")
@@ -423,7 +468,7 @@ class QueueCore:
 
     def extend(self, job: Job, lock_ttl: Duration) -> Op[int | None]:
         """Returns the new expiry in ms, or None if the lock was lost. See Queue.extend."""
-        _check_job(job)
+        _check_claim(job)
         ttl = to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)
         reply = yield self._call("extend", job.id, job.token, ttl, self._now())
         expiry = int(reply)

@@ -41,9 +41,9 @@ from ._core import (
     Payload,
     QueueCore,
     Sleep,
+    _check_claim,
     _check_id,
     _check_int,
-    _check_job,
     _chunks,
     check_client,
     long_poll,
@@ -206,15 +206,15 @@ class ShardedCore:
 
     def ack(self, job: Job) -> Op[bool]:
         """See Queue.ack."""
-        return (yield from self.shard_of(_check_job(job).id).ack(job))
+        return (yield from self.shard_of(_check_claim(job).id).ack(job))
 
     def nack(self, job: Job, delay: Duration = 0, error: str | None = None) -> Op[int]:
         """See Queue.nack."""
-        return (yield from self.shard_of(_check_job(job).id).nack(job, delay, error))
+        return (yield from self.shard_of(_check_claim(job).id).nack(job, delay, error))
 
     def extend(self, job: Job, lock_ttl: Duration) -> Op[int | None]:
         """See Queue.extend."""
-        return (yield from self.shard_of(_check_job(job).id).extend(job, lock_ttl))
+        return (yield from self.shard_of(_check_claim(job).id).extend(job, lock_ttl))
 
     # -- manage
 

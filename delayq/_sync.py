@@ -171,7 +171,9 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
             cancelled or claimed again), in which case nothing is changed.
 
         Raises:
-            InvalidType: ``job`` is not a Job.
+            InvalidType: ``job`` is not a Job, or one of its fields has the wrong type.
+            InvalidArgument: A hand-built job: a reserved or malformed id, or a token not of
+                the form dequeue gives (``"<attempts>:<16 hex digits>"``); nothing is sent.
 
         Cost: one round trip, O(log L), L = jobs in flight.
         """
@@ -187,8 +189,8 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
             How many were deleted (those whose lock was lost are left alone).
 
         Raises:
-            InvalidType: An item is not a Job.
-            InvalidArgument: More than 1000 jobs.
+            InvalidType: An item is not a Job, or has a field of the wrong type.
+            InvalidArgument: More than 1000 jobs, or a hand-built job (as for :meth:`ack`).
 
         Cost: one round trip, O(batch log L).
         """

@@ -1,7 +1,8 @@
 --[[ ack: delete finished jobs whose lock the caller still holds.
 A job is acked only if its meta still equals the caller's token string (so no
 later claim replaced it) and its lease has not expired; otherwise it is left
-exactly as it is (another worker may hold it).
+exactly as it is (another worker may hold it). The reserved SENTINEL (see
+dequeue.lua) is never acked, whatever token comes with it.
 KEYS[1] lease    (zset)  claimed job id -> lock expiry ms
 KEYS[2] payload  (hash)  job id -> payload
 KEYS[3] meta     (hash)  job id -> "<attempts>:<token>" of its latest claim
@@ -14,6 +15,7 @@ Returns: integer, how many jobs were acked.
 Cost: O(batch * log L), L = jobs in flight; at most 13 redis.call per batch.
 ]]
 local rcall = redis.call
+local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 -- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go,
 -- and with nothing waiting either, the queue is idle and its wake list goes too
 local lease_key, payload_key, meta_key, errors_key, due_key, wake_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -37,7 +39,7 @@ local cur = rcall('HMGET', meta_key, unpack(ids))
 local exp = rcall('ZMSCORE', lease_key, unpack(ids))
 local ok, acked = {}, 0
 for i = 1, n do
-  if cur[i] == toks[i] and exp[i] and tonumber(exp[i]) > now then
+  if cur[i] == toks[i] and exp[i] and tonumber(exp[i]) > now and ids[i] ~= SENTINEL then
     acked = acked + 1
     ok[acked] = ids[i]
   end

@@ -8,11 +8,14 @@ KEYS[5] dead     (zset)
 KEYS[6] errors   (hash)
 KEYS[7] wake     (list)  long-poll wake-up tokens (deleted with an idle queue)
 ARGV[1] id
-Returns: integer, 1 if the job existed, else 0.
+Returns: integer, 1 if the job existed, else 0 (and 0 for dequeue.lua's reserved SENTINEL,
+  which is left where it is).
 Cost: O(log N); at most 12 redis.call.
 ]]
 local rcall = redis.call
+local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local id = ARGV[1]
+if id == SENTINEL then return 0 end
 -- scores go first and the payload last, so a stop half-way leaves at most an unscheduled payload
 rcall('ZREM', KEYS[1], id)
 rcall('ZREM', KEYS[2], id)

@@ -25,6 +25,7 @@ ARGV[3] token        (string) random per call; job i's token string is "<attempt
 ARGV[4] max_attempts (count) 0 = unlimited
 ARGV[5] now          (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[6] ack_count    (count) k, jobs to ack (0..1000), checked as ack.lua checks them
+                             (SENTINEL is never acked)
 ARGV[7..6+2k]        (id, token string) pairs to ack
 Returns: flat array: now_ms, next_ms, acked, dead_lettered, then for each claimed
   job id, payload, attempts, due_ms. now_ms/next_ms/due_ms are integer strings,
@@ -62,7 +63,7 @@ if ack_count > 0 then
   local cur = rcall('HMGET', meta_key, unpack(ids))
   local exp = rcall('ZMSCORE', lease_key, unpack(ids))
   for i = 1, ack_count do
-    if cur[i] == toks[i] and exp[i] and tonumber(exp[i]) > now then
+    if cur[i] == toks[i] and exp[i] and tonumber(exp[i]) > now and ids[i] ~= SENTINEL then
       acked = acked + 1
       ok[acked] = ids[i]
     end

@@ -7,7 +7,8 @@ ARGV[2] when     (ms)    delay or absolute due time, an integer
 ARGV[3] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[4..]        (id, payload) pairs, at most 1000 pairs (the client's batch cap)
 Returns: array of integers, one per pair in order: 1 = stored, 0 = the id already
-  exists in this queue (ready, delayed, in flight or dead) and nothing was changed.
+  exists in this queue (ready, delayed, in flight or dead) and nothing was changed,
+  or it is dequeue.lua's reserved SENTINEL, which is never stored.
 Cost: O(batch * log N), N = jobs in the queue; at most 6 redis.call per batch.
 Wake-up: when the new jobs are due before every job already waiting, one token
   is pushed to `wake` (the list is capped at one token), so one consumer blocked
@@ -17,6 +18,7 @@ Write order: payload before score, so a call stopped half-way can leave an
   job without its payload.
 ]]
 local rcall = redis.call
+local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, payload_key, wake_key = KEYS[1], KEYS[2], KEYS[3]
 local mode, when, now_arg = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 
@@ -41,7 +43,7 @@ local existing = rcall('HMGET', payload_key, unpack(ids))
 
 local result, zargs, hargs = {}, {}, {}
 for i = 1, n do
-  if existing[i] then
+  if existing[i] or ids[i] == SENTINEL then
     result[i] = 0
   else
     result[i] = 1

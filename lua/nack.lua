@@ -13,10 +13,12 @@ ARGV[3] delay        (ms)    from the server's now
 ARGV[4] max_attempts (count) 0 = unlimited
 ARGV[5] error        (string) "" = keep the previous error text
 ARGV[6] now          (ms)    TEST ONLY override of the server clock; "" = use TIME
-Returns: integer: 0 = lock not held (nothing changed), 1 = due again, 2 = dead-lettered.
+Returns: integer: 0 = lock not held (nothing changed; always for dequeue.lua's reserved
+  SENTINEL, whatever the token), 1 = due again, 2 = dead-lettered.
 Cost: O(log N); at most 14 redis.call. Wakes one blocked consumer when the job becomes the earliest due.
 ]]
 local rcall = redis.call
+local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, lease_key, meta_key, dead_key, errors_key, wake_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, tok, delay, max_attempts, err, now_arg = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]
 
@@ -29,7 +31,7 @@ else
 end
 
 local exp = rcall('ZSCORE', lease_key, id)
-if rcall('HGET', meta_key, id) ~= tok or not exp or tonumber(exp) <= now then
+if id == SENTINEL or rcall('HGET', meta_key, id) ~= tok or not exp or tonumber(exp) <= now then
   return 0
 end
 if err ~= '' then rcall('HSET', errors_key, id, err) end

@@ -7,10 +7,12 @@ KEYS[5] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at
 ARGV[1] limit    (count) 1..1000, jobs to move at most when no ids are given
 ARGV[2] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[3..]        ids to redrive (at most 1000); none = the oldest `limit` dead jobs
-Returns: integer, jobs moved back (ids that are not dead are skipped).
+Returns: integer, jobs moved back (ids that are not dead are skipped, and so is dequeue.lua's
+  reserved SENTINEL).
 Cost: O(batch * log N); at most 8 redis.call. Wakes one blocked consumer.
 ]]
 local rcall = redis.call
+local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local dead_key, due_key, meta_key, errors_key, wake_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local limit, now_arg = tonumber(ARGV[1]), ARGV[2]
 
@@ -26,10 +28,14 @@ local now_s = string.format('%d', now)
 local ids = {}
 if #ARGV > 2 then
   local asked = {}
-  for i = 3, #ARGV do asked[#asked + 1] = ARGV[i] end
-  local scores = rcall('ZMSCORE', dead_key, unpack(asked))
-  for i = 1, #asked do
-    if scores[i] then ids[#ids + 1] = asked[i] end
+  for i = 3, #ARGV do
+    if ARGV[i] ~= SENTINEL then asked[#asked + 1] = ARGV[i] end
+  end
+  if #asked > 0 then
+    local scores = rcall('ZMSCORE', dead_key, unpack(asked))
+    for i = 1, #asked do
+      if scores[i] then ids[#ids + 1] = asked[i] end
+    end
   end
 else
   ids = rcall('ZRANGE', dead_key, 0, limit - 1)

@@ -7,12 +7,15 @@ ARGV[1] id
 ARGV[2] mode     "rel": ARGV[3] is a delay from the server's now; "abs": an absolute time
 ARGV[3] when     (ms)    integer
 ARGV[4] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
-Returns: integer, 1 if rescheduled, 0 if the job is not waiting (absent, in flight or dead).
+Returns: integer, 1 if rescheduled, 0 if the job is not waiting (absent, in flight or dead,
+  or dequeue.lua's reserved SENTINEL, which never moves).
 Cost: O(log N); at most 8 redis.call. Wakes one blocked consumer when the job becomes the earliest due.
 ]]
 local rcall = redis.call
+local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, lease_key, wake_key = KEYS[1], KEYS[2], KEYS[3]
 local id, mode, when, now_arg = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+if id == SENTINEL then return 0 end
 
 local now
 if now_arg ~= '' then

@@ -18,6 +18,7 @@ import delayq
 import delayq.aio
 from delayq import DelayqError, InvalidArgument, InvalidType, Job
 from delayq.__main__ import main
+from delayq._core import SENTINEL
 from tests.conftest import Env, unique_name
 from tests.snapshots import snapshot
 
@@ -35,8 +36,18 @@ JUNK = st.one_of(
     st.sampled_from([timedelta(days=-1), timedelta(days=10**5), timedelta(0), datetime(2030, 1, 1), object()]),
     st.datetimes(timezones=st.none() | st.just(timezone.utc)),
 )
-STALE = Job("stale", b"", 1, "1:tok", 0, 0)
-JOBS = st.one_of(st.just(STALE), JUNK, st.lists(st.just(STALE) | JUNK, max_size=3))
+STALE = Job("stale", b"", 1, "1:0123456789abcdef", 0, 0)
+# hand-built jobs: junk in any field, the reserved member, the empty token it has in `meta`
+HAND_BUILT = st.builds(
+    Job,
+    JUNK | st.sampled_from([SENTINEL, "a", "stale"]),
+    JUNK,
+    JUNK | st.just(1),
+    JUNK | st.sampled_from(["", "1:", "1:0123456789abcdef", "0:0123456789abcdef"]),
+    JUNK,
+    JUNK,
+)
+JOBS = st.one_of(st.just(STALE), HAND_BUILT, JUNK, st.lists(st.just(STALE) | HAND_BUILT | JUNK, max_size=3))
 
 # method -> strategies for its positional arguments and keyword arguments (wait is left out: a
 # valid one would block the test)

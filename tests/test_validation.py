@@ -12,12 +12,16 @@ import redis
 import delayq
 import delayq.aio
 from delayq import DelayqError, InvalidArgument, InvalidType, Job
+from delayq._core import SENTINEL
+from delayq._scripts import SCRIPTS
 from tests.conftest import Env
 from tests.snapshots import snapshot
 
 NAN = float("nan")
 INF = float("inf")
-STALE = Job("x", b"", 1, "tok", 0, 0)
+TOKEN = "1:0123456789abcdef"
+"""A well-formed claim token, "<attempts>:<16 hex digits>", that no claim holds."""
+STALE = Job("x", b"", 1, TOKEN, 0, 0)
 
 # (method, args, kwargs, error class, text the message must contain)
 BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], type[DelayqError], str]] = [
@@ -57,7 +61,7 @@ BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], type[DelayqError], s
     ("ack_and_dequeue", (STALE, 1), {}, InvalidType, "iterable"),
     ("ack", ("job-id",), {}, InvalidType, "job-id"),
     ("ack_many", ([STALE, 3],), {}, InvalidType, "3"),
-    ("ack_many", ([Job(str(i), b"", 1, "t", 0, 0) for i in range(1001)],), {}, InvalidArgument, "1001"),
+    ("ack_many", ([Job(str(i), b"", 1, TOKEN, 0, 0) for i in range(1001)],), {}, InvalidArgument, "1001"),
     ("nack", (STALE, -1), {}, InvalidArgument, "-1"),
     ("nack", (STALE,), {"error": 5}, InvalidType, "5"),
     ("nack", ({"id": "x"},), {}, InvalidType, "dict"),
@@ -127,3 +131,89 @@ def test_limits_are_exported() -> None:
     assert delayq.MAX_BATCH == 1000
     assert delayq.MAX_NAME_LENGTH == 200
     assert isinstance(redis.Redis, type)
+
+
+# Hand-built jobs: the reserved sentinel member with the empty token it has in `meta` used to pass
+# the token check (extend said True, ack removed the sentinel, and a later ack deleted the whole
+# lease set with another job in it). Refused before anything is sent, whatever the field types.
+HAND_BUILT: list[tuple[Job, type[DelayqError], str]] = [
+    (Job(SENTINEL, b"", 1, "", 0, 0), InvalidArgument, "reserved"),
+    (Job(SENTINEL, b"", 1, TOKEN, 0, 0), InvalidArgument, "reserved"),
+    (Job("a", b"", 1, "", 0, 0), InvalidArgument, "token ''"),
+    (Job("a", b"", 1, "tok", 0, 0), InvalidArgument, "'tok'"),
+    (Job("a", b"", 1, "1:0123456789ABCDEF", 0, 0), InvalidArgument, "ABCDEF"),
+    (Job("a", b"", 1, "0:0123456789abcdef", 0, 0), InvalidArgument, "'0:0123456789abcdef'"),
+    (Job("a", b"", 1, " 1:0123456789abcdef", 0, 0), InvalidArgument, "' 1:0123456789abcdef'"),
+    (Job("", b"", 1, TOKEN, 0, 0), InvalidArgument, "empty"),
+    (Job("\udcff", b"", 1, TOKEN, 0, 0), InvalidArgument, "job id"),
+    (Job(None, b"", 1, TOKEN, 0, 0), InvalidType, "None"),  # type: ignore[arg-type]
+    (Job(b"a", b"", 1, TOKEN, 0, 0), InvalidType, "b'a'"),  # type: ignore[arg-type]
+    (Job("a", b"", 1, None, 0, 0), InvalidType, "None"),  # type: ignore[arg-type]
+    (Job("a", b"", 1, b"1:0123456789abcdef", 0, 0), InvalidType, "bytes"),  # type: ignore[arg-type]
+    (Job("a", b"", "1", TOKEN, 0, 0), InvalidType, "'1'"),  # type: ignore[arg-type]
+    (Job("a", b"", True, TOKEN, 0, 0), InvalidType, "True"),
+    (Job("a", None, 1, TOKEN, 0, 0), InvalidType, "None"),  # type: ignore[arg-type]
+    (Job("a", b"", 1, TOKEN, None, 0), InvalidType, "None"),  # type: ignore[arg-type]
+    (Job("a", b"", 1, TOKEN, 0, 1.5), InvalidType, "1.5"),  # type: ignore[arg-type]
+]
+SETTLE: dict[str, Any] = {
+    "ack": lambda q, job: q.ack(job),
+    "ack_many": lambda q, job: q.ack_many([STALE, job]),
+    "ack_and_dequeue": lambda q, job: q.ack_and_dequeue([job], 5),
+    "nack": lambda q, job: q.nack(job),
+    "extend": lambda q, job: q.extend(job, 30),
+}
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+@pytest.mark.parametrize(("job", "error", "text"), HAND_BUILT, ids=[f"job-{i}" for i in range(len(HAND_BUILT))])
+def test_hand_built_jobs_are_refused_before_anything_is_sent(
+    env: Env, shards: int, job: Job, error: type[DelayqError], text: str
+) -> None:
+    q = env.queue(max_attempts=3, shards=shards)
+    q.enqueue_many([b"a", b"b", b"c"], ids=["a", "b", "c"])
+    held = q.dequeue(2)
+    before = snapshot(env.raw, q)
+    for method, settle in SETTLE.items():
+        with pytest.raises(error) as info:
+            settle(q, job)
+        assert text in str(info.value), method
+        assert snapshot(env.raw, q) == before, method
+    assert q.ack_many(held) == 2
+    assert q.stats() == delayq.QueueStats(ready=1, delayed=0, in_flight=0, dead=0)
+
+
+def test_scripts_never_touch_the_reserved_member_whatever_a_client_sends(env: Env) -> None:
+    """Below the Python checks: each script that takes ids, called directly with the sentinel
+    (and the empty token it has in `meta`), acks, removes, moves and stores nothing."""
+    q = env.queue(max_attempts=1)
+    q.enqueue_many([b"a", b"b"], ids=["a", "b"])
+    q.enqueue(b"c", id="c", delay=60)
+    held = q.dequeue(2)  # lease and meta now hold the sentinel besides a and b
+    core = q._core
+
+    def run(name: str, *args: bytes | str | int) -> Any:
+        call = core._call(name, *args)
+        return env.raw.eval(SCRIPTS[name].source, len(call.keys), *call.keys, *call.args)
+
+    before = snapshot(env.raw, q)
+    assert run("ack", "", SENTINEL, "") == 0
+    assert run("ack", "", SENTINEL, "", held[0].id, "") == 0
+    assert int(run("extend", SENTINEL, "", 30_000, "")) == 0
+    assert run("nack", SENTINEL, "", 0, 0, "", "") == 0
+    assert run("nack", SENTINEL, "", 0, 1, "e", "") == 0
+    assert run("cancel", SENTINEL) == 0
+    assert run("reschedule", SENTINEL, "rel", 0, "") == 0
+    assert run("reschedule", SENTINEL, "abs", 0, "") == 0
+    assert run("redrive", 1000, "", SENTINEL) == 0
+    reply = run("dequeue", 5, 30_000, "0123456789abcdef", 1, "", 1, SENTINEL, "")
+    assert reply[2:] == [0, 0]  # nothing acked, nothing claimed (c is not due yet)
+    assert snapshot(env.raw, q) == before
+    assert run("enqueue", "rel", 0, "", SENTINEL, b"payload", "d", b"d") == [0, 1]
+    assert [p.id for p in q.peek()] == ["d", "c"]
+    # the job in flight beside the sentinel is still there, held, and acked once
+    assert q.ack(held[0]) is True
+    assert q.stats() == delayq.QueueStats(ready=1, delayed=1, in_flight=1, dead=0)
+    assert q.ack(held[1]) is True
+    assert q.cancel("c") and q.cancel("d")
+    assert snapshot(env.raw, q) == {}
