@@ -346,19 +346,24 @@ class QueueCore:
         name: The queue's name; it becomes the keys' hash tag.
         prefix: The first part of every key.
         max_attempts: Claims after which a job that is not acked goes to the dead letters; None = never.
+        tag: For one shard of a sharded queue: the shard's hash tag instead of the name.
+        marker: For one shard of a sharded queue: a part between the tag and the role that no
+            plain queue's keys have (see _sharded); "" = none, as for a plain queue.
 
     Raises:
         InvalidType: A name, prefix or max_attempts of the wrong type.
         InvalidArgument: An empty or too long name or prefix, braces in either, max_attempts < 1.
     """
 
-    def __init__(self, name: str, *, prefix: str = "delayq", max_attempts: int | None = None, tag: str | None = None) -> None:
+    def __init__(
+        self, name: str, *, prefix: str = "delayq", max_attempts: int | None = None, tag: str | None = None, marker: str = ""
+    ) -> None:
         self.name = _check_name(name, "queue name")
         self.prefix = _check_name(prefix, "key prefix")
         self.max_attempts = None if max_attempts is None else _check_int(max_attempts, "max_attempts", 1, 2**31)
         self.tag = tag or self.name
         """The keys' hash tag: the name, or for one shard of a sharded queue, the shard's tag."""
-        base = f"{self.prefix}:{{{self.tag}}}"
+        base = f"{self.prefix}:{{{self.tag}}}" + (f":{marker}" if marker else "")
         self.keys = {role: f"{base}:{role}" for role in ("due", "lease", "payload", "meta", "dead", "errors", "wake")}
         self.clock: Callable[[], int] | None = None
         """TEST ONLY: when set, scripts take "now" (ms) from it instead of the server's TIME."""

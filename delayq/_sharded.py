@@ -19,6 +19,21 @@ calls, at most one call per shard, driven by the same sync and async queues.
   of the rate.
 - Ordering: by due time within a shard; across shards only approximately (a batch
   may hold a job due later than one left in another shard).
+
+Key layout. Shard i of N of queue ``name`` keeps its keys under
+
+    <prefix>:{<name>:<i>:<k>}:shard-<i>-of-<N>:<role>     e.g. delayq:{emails:0:0}:shard-0-of-2:due
+
+where a plain queue's are ``<prefix>:{<name>}:<role>``. Prefix and name cannot hold a brace,
+so a key splits one way only into prefix, hash tag and what follows the tag. The tag
+``name:i:k`` alone could be a plain queue's name (``Queue(r, "emails:0:0")`` once shared every
+key with ``Queue(r, "emails", shards=2)``), and two shard counts of one name can pick the same
+tag (shard 0 of 2 and of 3 are often both ``emails:0:0``). The marker settles both: a plain
+queue's tag is followed by one of its seven role names, never by ``shard-...``, and the marker
+holds N, while the tag, read from its right end, holds the name and i. So no two distinct
+(prefix, name, shards) ever share a key (tests/test_sharded.py checks it with hypothesis).
+Sharded queues written before this layout (keys without the marker) are not found by it:
+drain them before upgrading.
 """
 
 from __future__ import annotations
@@ -52,7 +67,7 @@ from ._core import (
 from ._errors import InvalidType
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
-__all__ = ["MAX_SHARDS", "QueueBase", "ShardedCore", "make_core", "shard_tags"]
+__all__ = ["MAX_SHARDS", "QueueBase", "ShardedCore", "make_core", "shard_marker", "shard_tags"]
 
 T = TypeVar("T")
 ClientT = TypeVar("ClientT")
@@ -69,7 +84,9 @@ def shard_tags(name: str, shards: int) -> list[str]:
         shards: How many shards.
 
     Returns:
-        ``shards`` distinct tags, each ``name:i:k`` for the smallest k that lands in range.
+        ``shards`` distinct tags, each ``name:i:k`` for the smallest k that lands in range. A
+        tag is not a queue's identity (a plain queue may be named like it, another shard count
+        may pick it too): the keys also carry :func:`shard_marker`.
     """
     tags = []
     for i in range(shards):
@@ -79,6 +96,11 @@ def shard_tags(name: str, shards: int) -> list[str]:
             k += 1
         tags.append(f"{name}:{i}:{k}")
     return tags
+
+
+def shard_marker(index: int, shards: int) -> str:
+    """What follows shard ``index``'s tag in its keys: no plain queue's key has it, and it holds the shard count."""
+    return f"shard-{index}-of-{shards}"
 
 
 class ShardedCore:
@@ -98,7 +120,10 @@ class ShardedCore:
         first = QueueCore(name, prefix=prefix, max_attempts=max_attempts)
         self.name, self.prefix, self.max_attempts = first.name, first.prefix, first.max_attempts
         _check_int(shards, "shards", 1, MAX_SHARDS)
-        self.shards = [QueueCore(name, prefix=prefix, max_attempts=max_attempts, tag=t) for t in shard_tags(name, shards)]
+        self.shards = [
+            QueueCore(name, prefix=prefix, max_attempts=max_attempts, tag=tag, marker=shard_marker(i, shards))
+            for i, tag in enumerate(shard_tags(name, shards))
+        ]
         self._start = random.randrange(shards)
 
     @property

@@ -7,12 +7,15 @@ import zlib
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.crc import key_slot
 
 import delayq
 from delayq import QueueStats
-from delayq._sharded import shard_tags
-from tests.conftest import Env
+from delayq._core import MAX_NAME_LENGTH
+from delayq._sharded import make_core, shard_tags
+from tests.conftest import Env, unique_name
 from tests.snapshots import snapshot
 
 
@@ -129,3 +132,72 @@ def test_ack_and_dequeue_loop_over_shards(env: Env) -> None:
 def test_bad_shards(env: Env, shards: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="shards"):
         env.queue(shards=shards)
+
+
+def queue_keys(prefix: str, name: str, shards: int) -> set[str]:
+    """Every key the queue (prefix, name, shards) can ever touch."""
+    core = make_core(name, prefix, None, shards)
+    return {key for c in getattr(core, "shards", [core]) for key in c.keys.values()}
+
+
+def test_a_sharded_queue_shares_no_key_with_a_plain_queue_named_like_its_shards(env: Env) -> None:
+    """Shard tags are "name:i:k" and a plain name may be just that: it must still be another queue."""
+    q = env.queue(shards=2)
+    q.enqueue_many([b"x"] * 20)
+    for tag in shard_tags(q.name, 2):
+        plain = env.queue(tag)
+        assert plain.stats().total == 0
+        assert plain.enqueue(b"plain", id="p") == "p"
+        assert plain.purge() == 1
+    assert q.stats() == QueueStats(ready=20, delayed=0, in_flight=0, dead=0)
+    assert q.purge() == 20
+    assert snapshot(env.raw, q) == {}
+
+
+def test_shard_counts_of_one_name_share_no_key(env: Env) -> None:
+    """shards=2 and shards=3 of one name can pick the same tag for shard 0: still two queues."""
+    name = next(n for n in (unique_name(f"count{k}-") for k in range(100)) if shard_tags(n, 2)[0] == shard_tags(n, 3)[0])
+    two, three = env.queue(name, shards=2), env.queue(name, shards=3)
+    two.enqueue_many([b"x"] * 30)
+    assert three.stats().total == 0 and three.peek() == []
+    assert three.purge() == 0
+    assert two.stats().ready == 30
+    assert len(two.dequeue(30)) == 30
+    assert two.purge() == 30
+
+
+# names built to look like each other's shard tags: colons, digits, tag-like tails
+PIECES = st.sampled_from(["a", "q", "emails", "0", "1", "2", "10", ":", ":0", ":1", "::", ":0:0", ":1:3", "-of-", "shard", "due"])
+NAMES = st.lists(PIECES, min_size=1, max_size=6).map("".join)
+PREFIXES = st.sampled_from(["delayq", "delayq:", "d", "d:0", "a:b:"]) | NAMES
+SHARDS = st.sampled_from([1, 1, 2, 2, 3, 4, 16]) | st.integers(1, 40)
+
+
+@st.composite
+def neighbouring_queues(draw: st.DrawFn) -> tuple[tuple[str, str, int], tuple[str, str, int]]:
+    """Two (prefix, name, shards) triples, the second built from the first to meet it if anything can."""
+    prefix, name, shards = draw(PREFIXES), draw(NAMES), draw(SHARDS)
+    tags = shard_tags(name, shards) if shards > 1 else [name]
+    lookalikes = [
+        name,
+        *tags,
+        *(f"{t}:{draw(st.sampled_from(['0', '1', 'shard-0-of-2', 'shard-1-of-3']))}" for t in tags[:3]),
+        name.rsplit(":", 1)[0],
+        f"{name}:{draw(st.integers(0, 3))}:{draw(st.integers(0, 9))}",
+    ]
+    other_name = draw(st.sampled_from(lookalikes) | NAMES)
+    other_prefix = draw(st.sampled_from([prefix, f"{prefix}:", prefix.rstrip(":") or prefix]) | PREFIXES)
+    other_shards = draw(st.sampled_from([shards, 1, 2, 3, shards + 1, max(1, shards - 1)]) | SHARDS)
+    return (prefix, name, shards), (other_prefix, other_name, other_shards)
+
+
+@settings(max_examples=400, deadline=None)
+@given(pair=neighbouring_queues())
+def test_no_two_queues_share_a_key(pair: tuple[tuple[str, str, int], tuple[str, str, int]]) -> None:
+    a, b = pair
+    names_ok = all(0 < len(q[1]) <= MAX_NAME_LENGTH for q in pair)
+    if a == b or not names_ok:
+        return
+    keys_a, keys_b = queue_keys(*a), queue_keys(*b)
+    assert len(keys_a) == 7 * a[2] and len(keys_b) == 7 * b[2]
+    assert not keys_a & keys_b, (a, b, sorted(keys_a & keys_b)[:3])
