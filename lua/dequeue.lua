@@ -6,6 +6,14 @@ expiry is in the future. A job whose lease expired is moved back to `due` (at
 its expiry time) by the next dequeue, so a dead worker's jobs come back by
 themselves. A job claimed max_attempts times and not acked goes to `dead`
 instead of being delivered again.
+Dead letters never crowd due jobs out of a batch: an expired lease already
+claimed max_attempts times goes straight to `dead` when it is swept (it is not
+moved back to `due`), and the claim reads on past the jobs it dead-letters (ones
+left in `due` over the limit: a lapsed lease rescheduled, a job nacked through a
+queue with a higher max_attempts) or drops (no payload). So a call returns a
+full batch whenever that many jobs are claimable, except that it passes over at
+most DEAD_CAP = 1000 jobs (sweep and claim together); stopped there with jobs
+due, it reports next_ms <= now_ms, and a long-poll looks again at once.
 `lease` and `meta` always hold SENTINEL (a member/field longer than 64 bytes,
 score +inf) while they exist: it keeps them in Redis's skiplist/hashtable
 encodings, where a 100-job ZADD costs ~0.2 us a member instead of ~1.3 us in a
@@ -34,6 +42,11 @@ Returns: flat array: now_ms, next_ms, acked, dead_lettered, then for each claime
   otherwise the earliest time a job becomes due or a lease expires ("" if none).
 Cost: O(log N + batch + k): ZRANGEBYSCORE on lease and on due, 2 HMGET, then one
   multi-member ZADD/HSET/ZREM/HDEL per structure; no per-job redis.call.
+  Passing over P jobs (P <= DEAD_CAP) adds O(P): the sweep and the claim each read
+  further pages only while the batch is short, each page asking for the jobs still
+  missing plus all passed over so far, so every further page at least doubles P:
+  at most 1 + log2(P + 1) pages (3 redis.call each) and 2 * (batch + P) ids read
+  per section.
 ]]
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
@@ -77,74 +90,123 @@ if ack_count > 0 then
   end
 end
 
--- 2. expired leases are due again, at the time their lock expired (meta keeps the
--- attempts; its stale token no longer matters, as the lease is gone)
-local expired = rcall('ZRANGEBYSCORE', lease_key, '-inf', now_s, 'WITHSCORES', 'LIMIT', 0, batch)
-if #expired > 0 then
-  local zargs, ids = {}, {}
-  for i = 1, #expired, 2 do
-    zargs[i] = expired[i + 1]
-    zargs[i + 1] = expired[i]
-    ids[(i + 1) / 2] = expired[i]
+-- 2. the sweep: expired leases are due again, at the time their lock expired (meta keeps
+-- the attempts; its stale token no longer matters, as the lease is gone), except those
+-- claimed max_attempts times, which go straight to `dead` and so never take a place in
+-- the claim. At most `batch` go back to `due`; further pages only past dead-lettered ones
+-- (see Cost), `passed` counting the jobs this call passes over, DEAD_CAP at most.
+local DEAD_CAP = 1000
+local passed, dead_lettered = 0, 0
+do
+  local back, gone, dead_args = {}, {}, {}
+  local moved, g, d = 0, 0, 0
+  local offset, want = 0, batch
+  while true do
+    local page = rcall('ZRANGEBYSCORE', lease_key, '-inf', now_s, 'WITHSCORES', 'LIMIT', offset, want)
+    local m = #page / 2
+    if m == 0 then break end
+    local metas = {}
+    if max_attempts > 0 then
+      local ids = {}
+      for i = 1, m do ids[i] = page[2 * i - 1] end
+      metas = rcall('HMGET', meta_key, unpack(ids))
+    end
+    local stop = false
+    for i = 1, m do
+      if moved == batch then stop = true; break end
+      local id, a = page[2 * i - 1], 0
+      if metas[i] then a = tonumber(string.match(metas[i], '^%d+')) end
+      if max_attempts > 0 and a >= max_attempts then
+        if passed == DEAD_CAP then stop = true; break end
+        passed = passed + 1
+        dead_args[d + 1] = now_s
+        dead_args[d + 2] = id
+        d = d + 2
+      else
+        moved = moved + 1
+        back[2 * moved - 1] = page[2 * i]
+        back[2 * moved] = id
+      end
+      g = g + 1
+      gone[g] = id
+    end
+    if stop or moved == batch or m < want then break end
+    offset = offset + m
+    want = batch - moved + passed
   end
-  rcall('ZADD', due_key, unpack(zargs))
-  rcall('ZREM', lease_key, unpack(ids))
+  -- `dead` and `due` are written before the jobs leave `lease`
+  if d > 0 then rcall('ZADD', dead_key, unpack(dead_args)) end
+  if moved > 0 then rcall('ZADD', due_key, unpack(back)) end
+  if g > 0 then rcall('ZREM', lease_key, unpack(gone)) end
+  dead_lettered = d / 2
 end
 
--- 3. claim. Plain counters, not #t + 1 (a length is O(log n) in Lua 5.1), and one
--- random token per call: a (job id, token) pair is still unique per claim.
+-- 3. claim, in pages as the sweep (see Cost): jobs over max_attempts (or without a payload)
+-- are passed over, not counted in the batch. Plain counters, not #t + 1 (a length is
+-- O(log n) in Lua 5.1), and one random token per call: a (job id, token) pair is still
+-- unique per claim.
 local reply = {now_s, '', acked, 0}
 local r = 4
-local due = rcall('ZRANGEBYSCORE', due_key, '-inf', now_s, 'WITHSCORES', 'LIMIT', 0, batch)
-local ids = {}
-local n = 0
-for i = 1, #due, 2 do
-  n = n + 1
-  ids[n] = due[i]
-end
 local claimed = 0
-if n > 0 then
-  local payloads = rcall('HMGET', payload_key, unpack(ids))
-  local metas = rcall('HMGET', meta_key, unpack(ids))
+do
+  local ids, n = {}, 0  -- what leaves `due`: claimed, dead-lettered or dropped
   local expiry = string.format('%d', now + ttl)
   local lease_args, meta_args, dead_args = {'+inf', SENTINEL}, {SENTINEL, ''}, {}
   local first_claim = '1:' .. token  -- the meta of most claims: built once, not once a job
   local l, d = 2, 0
-  for i = 1, n do
-    local id = ids[i]
-    local a = 0
-    if metas[i] then a = tonumber(string.match(metas[i], '^%d+')) end
-    if not payloads[i] then
-      -- unreachable by the write order of every script; dropped rather than delivered empty
-    elseif max_attempts > 0 and a >= max_attempts then
-      dead_args[d + 1] = now_s
-      dead_args[d + 2] = id
-      d = d + 2
-    else
-      a = a + 1
-      claimed = claimed + 1
-      lease_args[l + 1] = expiry
-      lease_args[l + 2] = id
-      meta_args[l + 1] = id
-      if a == 1 then meta_args[l + 2] = first_claim else meta_args[l + 2] = a .. ':' .. token end
-      l = l + 2
-      reply[r + 1] = id
-      reply[r + 2] = payloads[i]
-      reply[r + 3] = a
-      reply[r + 4] = due[2 * i]
-      r = r + 4
+  local offset, want = 0, batch
+  while true do
+    local due = rcall('ZRANGEBYSCORE', due_key, '-inf', now_s, 'WITHSCORES', 'LIMIT', offset, want)
+    local m = #due / 2
+    if m == 0 then break end
+    local page = {}
+    for i = 1, m do page[i] = due[2 * i - 1] end
+    local payloads = rcall('HMGET', payload_key, unpack(page))
+    local metas = rcall('HMGET', meta_key, unpack(page))
+    local stop = false
+    for i = 1, m do
+      if claimed == batch then stop = true; break end
+      local id, a = page[i], 0
+      if metas[i] then a = tonumber(string.match(metas[i], '^%d+')) end
+      if not payloads[i] or (max_attempts > 0 and a >= max_attempts) then
+        if passed == DEAD_CAP then stop = true; break end
+        passed = passed + 1
+        -- without a payload: unreachable by the write order of every script; dropped rather
+        -- than delivered empty
+        if payloads[i] then
+          dead_args[d + 1] = now_s
+          dead_args[d + 2] = id
+          d = d + 2
+        end
+      else
+        a = a + 1
+        claimed = claimed + 1
+        lease_args[l + 1] = expiry
+        lease_args[l + 2] = id
+        meta_args[l + 1] = id
+        if a == 1 then meta_args[l + 2] = first_claim else meta_args[l + 2] = a .. ':' .. token end
+        l = l + 2
+        reply[r + 1] = id
+        reply[r + 2] = payloads[i]
+        reply[r + 3] = a
+        reply[r + 4] = due[2 * i]
+        r = r + 4
+      end
+      n = n + 1
+      ids[n] = id
     end
+    if stop or claimed == batch or m < want then break end
+    offset = offset + m
+    want = batch - claimed + passed
   end
-  -- lease and meta are written before the job leaves `due`
+  -- lease, meta and dead are written before the jobs leave `due`
   if claimed > 0 then
     rcall('ZADD', lease_key, unpack(lease_args))
     rcall('HSET', meta_key, unpack(meta_args))
   end
-  if d > 0 then
-    rcall('ZADD', dead_key, unpack(dead_args))
-    reply[4] = d / 2
-  end
-  rcall('ZREM', due_key, unpack(ids))
+  if d > 0 then rcall('ZADD', dead_key, unpack(dead_args)) end
+  if n > 0 then rcall('ZREM', due_key, unpack(ids)) end
+  reply[4] = dead_lettered + d / 2
 end
 
 -- 4. with the acks done and nothing claimed in their place, an idle queue drops its keys

@@ -114,12 +114,25 @@ class QueueModel(RuleBasedStateMachine):
     @rule(target=jobs, batch=st.integers(1, 4), ttl=TTL_MS)
     def dequeue(self, batch: int, ttl: int) -> Any:
         got = self.q.dequeue(batch, lock_ttl=ttl / 1000)
-        expired = sorted((m.score, i) for i, m in self.model.items() if m.state == "lease" and m.score <= self.now)[:batch]
+        # the sweep: lapsed leases in expiry order until `batch` are due again (at the time their
+        # lock expired); those claimed MAX_ATTEMPTS times die on the way, taking no place
+        expired = sorted((m.score, i) for i, m in self.model.items() if m.state == "lease" and m.score <= self.now)
+        moved = 0
         for _, i in expired:
-            self.model[i].state = "due"  # due again at the time its lock expired
-        ready = sorted((m.score, i) for i, m in self.model.items() if m.state == "due" and m.score <= self.now)[:batch]
-        expected = []
+            if moved == batch:
+                break
+            m = self.model[i]
+            if m.attempts >= MAX_ATTEMPTS:
+                m.state, m.score, m.token = "dead", self.now, None
+            else:
+                m.state = "due"
+                moved += 1
+        # the claim: due jobs in order until the batch is full, dying ones passed over
+        ready = sorted((m.score, i) for i, m in self.model.items() if m.state == "due" and m.score <= self.now)
+        expected: list[tuple[str, bytes, int, int]] = []
         for score, i in ready:
+            if len(expected) == batch:
+                break
             m = self.model[i]
             if m.attempts >= MAX_ATTEMPTS:
                 m.state, m.score, m.token = "dead", self.now, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from delayq import Job, QueueStats, ScriptError
+from delayq._scripts import SCRIPTS
 from tests.conftest import Env
 from tests.snapshots import snapshot
 
@@ -344,3 +346,62 @@ def test_key_collision_is_a_typed_error(env: Env) -> None:
     with pytest.raises(ScriptError, match="enqueue"):
         q.enqueue(b"x")
     env.raw.delete(f"delayq:{{{q._core.name}}}:due")
+
+
+def test_dead_lettering_never_crowds_due_jobs_out_of_a_batch(env: Env) -> None:
+    """Jobs over max_attempts ahead of due ones (expired leases, and jobs left in `due` by a
+    reschedule or by a queue with a higher max_attempts) are dead-lettered on the way: a batch
+    still takes every claimable job up to its size."""
+    q = env.queue(max_attempts=1)
+    free = env.queue(q.name)  # the same queue, without max_attempts
+    now = [1_800_000_000_000]
+    q._core.clock = free._core.clock = lambda: now[0]
+    q.enqueue_many([b"a", b"b", b"c"], ids=["a", "b", "c"])
+    assert len(q.dequeue(3, lock_ttl=1)) == 3
+    now[0] += 5000  # a, b and c lapsed (claimed once of 1) ahead of d, e and f
+    q.enqueue_many([b"d", b"e", b"f"], ids=["d", "e", "f"])
+    assert [j.id for j in q.dequeue(3)] == ["d", "e", "f"]
+    assert [d.id for d in q.dead_letters()] == ["a", "b", "c"]
+    # over the limit in `due` itself: a lapsed lease rescheduled, a job nacked by `free`
+    free.enqueue_many([b"g", b"h"], ids=["g", "h"])
+    assert [j.id for j in free.dequeue(1, lock_ttl=1)] == ["g"]
+    (h,) = free.dequeue(1, lock_ttl=60)
+    now[0] += 5000
+    assert q.reschedule("g", delay=0) is True
+    assert free.nack(h) is True
+    now[0] += 1
+    q.enqueue(b"i", id="i")
+    assert [j.id for j in q.dequeue(1)] == ["i"]
+    assert [d.id for d in q.dead_letters()] == ["a", "b", "c", "g", "h"]
+    assert q.stats() == QueueStats(ready=0, delayed=0, in_flight=4, dead=5)
+
+
+def test_dead_lettering_per_dequeue_is_capped(env: Env) -> None:
+    """dequeue.lua states its bound: it passes over at most DEAD_CAP jobs per call. A batch cut
+    short by it says "look again now", so a long-poll goes on to claim the due job in one call."""
+    cap = int(re.findall(r"local DEAD_CAP = (\d+)", SCRIPTS["dequeue"].source)[0])
+    q = env.queue(max_attempts=1)
+    free = env.queue(q.name)  # the same queue, without max_attempts
+    now = [1_800_000_000_000]
+    q._core.clock = free._core.clock = lambda: now[0]
+    over = 2 * cap + 5
+    free.enqueue_many([b"x"] * over)
+    while free.dequeue(1000, lock_ttl=1):
+        pass
+    now[0] += 2000
+    # fillers due before the lapsed leases: `free` sweeps the leases back to `due` and claims the fillers
+    fillers = free.enqueue_many([b"f"] * over, at=datetime.fromtimestamp((now[0] - 1500) / 1000, timezone.utc))
+    left = len(fillers)
+    while left:
+        jobs = free.dequeue(min(left, 1000))
+        assert jobs and {j.payload for j in jobs} == {b"f"}
+        assert free.ack_many(jobs) == len(jobs)
+        left -= len(jobs)
+    assert q.stats() == QueueStats(ready=over, delayed=0, in_flight=0, dead=0)  # each claimed once, of 1
+    q.enqueue(b"good", id="good")
+    assert q.dequeue(1) == []
+    assert q.stats().dead == cap
+    (job,) = q.dequeue(1, wait=5)
+    assert job.id == "good"
+    assert q.stats() == QueueStats(ready=0, delayed=0, in_flight=1, dead=over)
+    assert q.purge() == over + 1
