@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, Union
 
+from redis.exceptions import NoScriptError
+
 from ._errors import InvalidArgument, InvalidType, ScriptError
 from ._scripts import SCRIPTS, Script
 from ._types import DeadJob, Job, PendingJob, QueueStats
@@ -33,6 +35,7 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MAX_WAIT_S",
     "SCRIPT_KEYS",
+    "SCRIPT_LOADS",
     "SENTINEL",
     "SHARDED_NAP_S",
     "Block",
@@ -65,6 +68,11 @@ MAX_LOCK_TTL_S = 12 * 3600
 """Longest lock ttl: twelve hours, as for SQS's visibility timeout (extend keeps longer jobs)."""
 MAX_PAYLOAD_BYTES = 512 * 1024 * 1024
 """Largest payload: Redis's own limit for one string."""
+
+SCRIPT_LOADS = 5
+"""Most SCRIPT LOADs one call makes on NOSCRIPT replies (a restart, failover or SCRIPT FLUSH): a flush
+may land between a load and the retried EVALSHA, so one reload is not enough; a bound keeps a server
+that keeps losing scripts from looping a call forever."""
 
 SENTINEL = "~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~"
 """The member dequeue.lua keeps in `lease` and `meta` (see its header); reserved, never a job id."""
@@ -604,4 +612,9 @@ def check_client(client: object) -> None:
 
 def script_error(call: Call, queue: str, exc: Exception) -> ScriptError:
     """The one mapping from a Redis error reply to a delayq exception."""
+    if isinstance(exc, NoScriptError):
+        return ScriptError(
+            f"script {call.script.name!r} failed on queue {queue!r}: NOSCRIPT after {SCRIPT_LOADS} SCRIPT LOADs "
+            f"(something keeps flushing the server's scripts): {exc}"
+        )
     return ScriptError(f"script {call.script.name!r} failed on queue {queue!r}: {exc}")

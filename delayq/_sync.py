@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import Block, Duration, Op, Payload, Sleep, Step, script_error
+from ._core import SCRIPT_LOADS, Block, Duration, Op, Payload, Sleep, Step, script_error
 from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
@@ -42,24 +42,26 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
 
     def _execute(self, step: Step) -> Any:
         """Run one step: EVALSHA (on NOSCRIPT, after a restart, failover or SCRIPT FLUSH, load the
-        script and retry once), BLPOP on the wake list, or a client-side sleep."""
+        script and retry, SCRIPT_LOADS times at most), BLPOP on the wake list, or a client-side sleep."""
         if isinstance(step, Sleep):
             time.sleep(step.seconds)
             return None
         if isinstance(step, Block):
             return self._client.blpop([step.key], timeout=step.timeout)
-        call, client = step, self._client
-        try:
-            return client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-        except NoScriptError:
-            pass
-        except ResponseError as exc:
-            raise script_error(call, self._core.name, exc) from exc
-        try:
-            client.script_load(call.script.source)
-            return client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-        except ResponseError as exc:
-            raise script_error(call, self._core.name, exc) from exc
+        call, client, loads = step, self._client, 0
+        while True:
+            try:
+                return client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            except NoScriptError as exc:
+                if loads == SCRIPT_LOADS:
+                    raise script_error(call, self._core.name, exc) from exc
+            except ResponseError as exc:
+                raise script_error(call, self._core.name, exc) from exc
+            loads += 1
+            try:
+                client.script_load(call.script.source)
+            except ResponseError as exc:
+                raise script_error(call, self._core.name, exc) from exc
 
     def _drive(self, op: Op[T]) -> T:
         try:

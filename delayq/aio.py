@@ -14,7 +14,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import Block, Duration, Op, Payload, Sleep, Step, script_error
+from ._core import SCRIPT_LOADS, Block, Duration, Op, Payload, Sleep, Step, script_error
 from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
@@ -39,24 +39,27 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
     """
 
     async def _execute(self, step: Step) -> Any:
-        """Run one step: EVALSHA (on NOSCRIPT load the script and retry once), BLPOP, or sleep."""
+        """Run one step: EVALSHA (on NOSCRIPT, after a restart, failover or SCRIPT FLUSH, load the
+        script and retry, SCRIPT_LOADS times at most), BLPOP on the wake list, or a client-side sleep."""
         if isinstance(step, Sleep):
             await asyncio.sleep(step.seconds)
             return None
         if isinstance(step, Block):
             return await self._client.blpop([step.key], timeout=step.timeout)
-        call, client = step, self._client
-        try:
-            return await client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-        except NoScriptError:
-            pass
-        except ResponseError as exc:
-            raise script_error(call, self._core.name, exc) from exc
-        try:
-            await client.script_load(call.script.source)
-            return await client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-        except ResponseError as exc:
-            raise script_error(call, self._core.name, exc) from exc
+        call, client, loads = step, self._client, 0
+        while True:
+            try:
+                return await client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            except NoScriptError as exc:
+                if loads == SCRIPT_LOADS:
+                    raise script_error(call, self._core.name, exc) from exc
+            except ResponseError as exc:
+                raise script_error(call, self._core.name, exc) from exc
+            loads += 1
+            try:
+                await client.script_load(call.script.source)
+            except ResponseError as exc:
+                raise script_error(call, self._core.name, exc) from exc
 
     async def _drive(self, op: Op[T]) -> T:
         try:
