@@ -18,7 +18,9 @@ calls, at most one call per shard, driven by the same sync and async queues.
   once in N calls, none starves: under a backlog each shard is drained at 1/N
   of the rate.
 - Ordering: by due time within a shard; across shards only approximately (a batch
-  may hold a job due later than one left in another shard).
+  may hold a job due later than one left in another shard). Equal due times go by
+  id everywhere (as a sorted set orders its members), so the merges of peek and
+  dead_letters and the order of a batch do not depend on which shard answered first.
 
 Key layout. Shard i of N of queue ``name`` keeps its keys under
 
@@ -207,7 +209,7 @@ class ShardedCore:
                     next_ms = part.next_ms
             elif mine:
                 acked += yield from shard.ack_many(mine)
-        jobs.sort(key=lambda job: job.due_ms)  # due order within the batch, as close as shards allow
+        jobs.sort(key=lambda job: (job.due_ms, job.id))  # due order within the batch, ties by id as in a shard
         return DequeueResult(now_ms, next_ms if len(jobs) < batch else None, acked, dead, jobs)
 
     def claim(

@@ -8,7 +8,8 @@ KEYS[4] meta     (hash)  job id -> "<attempts>:<token>"
 ARGV[1] limit    (count) 1..1000
 ARGV[2] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 Returns: flat array of id, payload, attempts (integer), due_ms (integer string)
-  for each job, at most `limit` jobs, earliest first.
+  for each job, at most `limit` jobs, earliest first; equal due times by id, in
+  byte order (as a sorted set orders them, so merges across shards agree).
 Cost: O(log N + limit); 4 redis.call.
 ]]
 local rcall = redis.call
@@ -25,11 +26,24 @@ end
 
 local d = rcall('ZRANGE', due_key, 0, limit - 1, 'WITHSCORES')
 local l = rcall('ZRANGEBYSCORE', lease_key, '-inf', string.format('%d', now), 'WITHSCORES', 'LIMIT', 0, limit)
--- merge the two sorted lists
+-- byte order, as a sorted set compares members: Lua's < on strings follows the server's locale
+local function before(a, b)
+  for k = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, k), string.byte(b, k)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+-- merge the two lists, each sorted by (score, id), into one sorted the same way
 local ids, scores = {}, {}
 local i, j = 1, 1
 while #ids < limit and (i <= #d or j <= #l) do
-  if j > #l or (i <= #d and tonumber(d[i + 1]) <= tonumber(l[j + 1])) then
+  local take_d = j > #l
+  if not take_d and i <= #d then
+    local ds, ls = tonumber(d[i + 1]), tonumber(l[j + 1])
+    take_d = ds < ls or (ds == ls and before(d[i], l[j]))
+  end
+  if take_d then
     ids[#ids + 1] = d[i]; scores[#scores + 1] = d[i + 1]; i = i + 2
   else
     ids[#ids + 1] = l[j]; scores[#scores + 1] = l[j + 1]; j = j + 2

@@ -231,7 +231,7 @@ class QueueModel(RuleBasedStateMachine):
         merged: list[tuple[int, str]] = []
         a = b = 0
         while len(merged) < limit and (a < len(due) or b < len(lapsed)):
-            if b >= len(lapsed) or (a < len(due) and due[a][0] <= lapsed[b][0]):
+            if b >= len(lapsed) or (a < len(due) and due[a] < lapsed[b]):  # (due time, id): ties by id
                 merged.append(due[a])
                 a += 1
             else:

@@ -476,3 +476,19 @@ def test_dead_lettering_per_dequeue_is_capped(env: Env) -> None:
     assert job.id == "good"
     assert q.stats() == QueueStats(ready=0, delayed=0, in_flight=1, dead=over)
     assert q.purge() == over + 1
+
+
+def test_equal_due_times_are_ordered_by_id(env: Env) -> None:
+    """peek merges waiting jobs and lapsed leases; at one due time it orders them by id (as bytes,
+    as a sorted set does), whichever set they are in."""
+    q = env.queue()
+    now = [1_800_000_000_000]
+    q._core.clock = lambda: now[0]
+    q.enqueue_many([b"1", b"2", b"3"], ids=["a", "m", "é"])
+    assert len(q.dequeue(3, lock_ttl=1)) == 3  # their leases lapse at now + 1000
+    q.enqueue_many([b"4", b"5", b"6"], ids=["b", "z", "ü"], delay=1)  # due at now + 1000 too
+    now[0] += 5000
+    order = ["a", "b", "m", "z", "é", "ü"]
+    assert [p.id for p in q.peek()] == order
+    assert [p.id for p in q.peek(3)] == order[:3]
+    assert [j.id for j in q.dequeue(6)] == order

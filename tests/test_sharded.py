@@ -201,3 +201,27 @@ def test_no_two_queues_share_a_key(pair: tuple[tuple[str, str, int], tuple[str, 
     keys_a, keys_b = queue_keys(*a), queue_keys(*b)
     assert len(keys_a) == 7 * a[2] and len(keys_b) == 7 * b[2]
     assert not keys_a & keys_b, (a, b, sorted(keys_a & keys_b)[:3])
+
+
+def test_equal_due_times_are_ordered_by_id_across_shards(env: Env) -> None:
+    q = env.queue(shards=3)
+    dying = env.queue(q.name, shards=3, max_attempts=1)  # the same queue: nack dead-letters
+    now = [1_800_000_000_000]
+    q._core.clock = dying._core.clock = lambda: now[0]
+    early = [f"early-{i:02d}" for i in range(12)]
+    q.enqueue_many([b"e"] * 12, ids=early)
+    assert len(q.dequeue(12, lock_ttl=1)) == 12  # leases lapse at now + 1000
+    late = [f"late-{i:02d}" for i in range(12)]
+    q.enqueue_many([b"l"] * 12, ids=late, delay=1)  # due at now + 1000 too
+    assert len({shard_index(i, 3) for i in early}) == len({shard_index(i, 3) for i in late}) == 3
+    now[0] += 5000
+    order = sorted(early + late)
+    assert [p.id for p in q.peek(100)] == order
+    assert [p.id for p in q.peek(5)] == order[:5]
+    jobs = q.dequeue(20)
+    assert len(jobs) == 20
+    # all 24 are due at one time (the lapsed ones at their old expiry): the batch is in id order
+    assert [(j.due_ms, j.id) for j in jobs] == sorted((j.due_ms, j.id) for j in jobs)
+    for job in jobs:
+        assert dying.nack(job)  # all die at the same time
+    assert [d.id for d in q.dead_letters()] == sorted(j.id for j in jobs)
