@@ -175,22 +175,23 @@ if acked > 0 then
   if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
 end
 
--- 5. wake-ups (see the header): E is the earliest time anything becomes claimable
-local next_ms
-local first = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
-if #first > 0 then next_ms = tonumber(first[2]) end
-local lease = rcall('ZRANGE', lease_key, 0, 0, 'WITHSCORES')
-if #lease > 0 and lease[1] ~= SENTINEL and (next_ms == nil or tonumber(lease[2]) < next_ms) then
-  next_ms = tonumber(lease[2])
-end
+-- 5. wake-ups (see the header)
 local waits = waiter ~= '' and claimed == 0 and back_ms > 0
 if waiter ~= '' then rcall('ZREM', waiters_key, waiter) end
 -- the first of the other waiters to be back; one whose time has passed is on its way
 -- back (or dead), so it is not counted on
 local back
-if waits or next_ms ~= nil then
-  local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. now_s, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  if #w > 0 then back = tonumber(w[2]) end
+local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. now_s, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if #w > 0 then back = tonumber(w[2]) end
+-- E, the earliest time anything becomes claimable: not needed by a full batch nobody waits for
+local next_ms
+if waits or claimed < batch or back ~= nil then
+  local first = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
+  if #first > 0 then next_ms = tonumber(first[2]) end
+  local lease = rcall('ZRANGE', lease_key, 0, 0, 'WITHSCORES')
+  if #lease > 0 and lease[1] ~= SENTINEL and (next_ms == nil or tonumber(lease[2]) < next_ms) then
+    next_ms = tonumber(lease[2])
+  end
 end
 if waits then
   local at = now + back_ms
