@@ -43,14 +43,14 @@ Cost: O(log N + batch + k + log W), W = waiters: ZRANGEBYSCORE on lease and on d
   2 HMGET, then one multi-member ZADD/HSET/ZREM/HDEL per structure; no per-job
   redis.call; section 5 adds at most 7 redis.call.
 Wake-ups (DESIGN rule 10): every waiter is registered in `waiters` with the time it
-  will be back at the latest. Whenever a waiter blocks, one of them is back by the
+  will be back at the latest. Whenever waiters block, one of them is back by the
   earliest claimable time E (the due head, or the earliest lease expiry) or a token
-  is in `wake`: a waiter that would be the first back watches E (it gets next_ms);
-  the others wait for a token (unless E is near_ms close). A call that leaves E earlier than every waiter's
-  return (a claim's new leases, a batch that leaves due jobs, a waiter that watched
-  leaving) pushes one token, so one waiter re-reads; enqueue, nack and reschedule do
-  the same for a new earlier job. A busy consumer that claims what waiters expect
-  wakes nobody.
+  is in `wake`: a waiter that would be the first back watches E (it gets next_ms),
+  and so does one for which E is within near_ms; the others wait for a token. A
+  call that leaves E earlier than every waiter's return (a claim's new leases, a
+  batch that leaves due jobs, the watcher leaving) pushes one token, so one waiter
+  re-reads; enqueue, nack and reschedule do the same for a new earlier job. A busy
+  consumer that claims what the waiters expect wakes nobody.
 ]]
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
