@@ -38,6 +38,8 @@ __all__ = [
     "SCRIPT_LOADS",
     "SENTINEL",
     "SHARDED_NAP_S",
+    "WAIT_SLICE_S",
+    "WINDOW_STEP_S",
     "Block",
     "Call",
     "DequeueResult",
@@ -81,13 +83,13 @@ Duration = Union[float, timedelta]
 Payload = Union[bytes, bytearray, memoryview, str]
 
 SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
-    "enqueue": ("due", "payload", "wake"),
-    "dequeue": ("due", "lease", "payload", "meta", "dead", "errors", "wake"),
+    "enqueue": ("due", "payload", "wake", "waiters"),
+    "dequeue": ("due", "lease", "payload", "meta", "dead", "errors", "wake", "waiters"),
     "ack": ("lease", "payload", "meta", "errors", "due", "wake"),
-    "nack": ("due", "lease", "meta", "dead", "errors", "wake"),
+    "nack": ("due", "lease", "meta", "dead", "errors", "wake", "waiters"),
     "extend": ("lease", "meta"),
     "cancel": ("due", "lease", "payload", "meta", "dead", "errors", "wake"),
-    "reschedule": ("due", "lease", "wake"),
+    "reschedule": ("due", "lease", "wake", "waiters"),
     "peek": ("due", "lease", "payload", "meta"),
     "stats": ("due", "lease", "dead"),
     "purge": ("due", "lease", "dead", "payload", "meta", "errors", "wake"),
@@ -129,7 +131,13 @@ MAX_WAIT_S = 3600.0
 """Longest long-poll wait of one dequeue, in seconds."""
 BLOCK_MARGIN_S = 0.11
 """Redis fires a BLPOP timeout on its cron tick, up to 1/hz late (100 ms at the default hz 10): a
-long-poll blocks only until this much before the next due time, then sleeps the rest on the client."""
+long-poll's BLPOP ends this much before the time the waiter must be back."""
+WINDOW_STEP_S = 0.005
+"""Within BLOCK_MARGIN_S of the time it watches, a waiter checks the queue every this long: the
+bound on how late it sees a job that becomes due in that window (a BLPOP cannot time out sooner)."""
+WAIT_SLICE_S = 1.0
+"""A waiter re-reads the queue at least this often, so that a consumer that died while it was
+the one watching the next due time delays that job by this much at most."""
 SHARDED_NAP_S = 0.05
 """A sharded queue cannot BLPOP keys in several slots at once: its long-poll naps at most this long."""
 
@@ -372,7 +380,8 @@ class QueueCore:
         self.tag = tag or self.name
         """The keys' hash tag: the name, or for one shard of a sharded queue, the shard's tag."""
         base = f"{self.prefix}:{{{self.tag}}}" + (f":{marker}" if marker else "")
-        self.keys = {role: f"{base}:{role}" for role in ("due", "lease", "payload", "meta", "dead", "errors", "wake")}
+        roles = ("due", "lease", "payload", "meta", "dead", "errors", "wake", "waiters")
+        self.keys = {role: f"{base}:{role}" for role in roles}
         self.clock: Callable[[], int] | None = None
         """TEST ONLY: when set, scripts take "now" (ms) from it instead of the server's TIME."""
 
@@ -417,14 +426,20 @@ class QueueCore:
 
     # -- claim and settle
 
-    def dequeue(self, batch: int, lock_ttl: Duration, done: Iterable[Job] = ()) -> Op[DequeueResult]:
-        """Validate, then ack ``done`` and claim up to ``batch`` jobs in one call; see Queue.dequeue."""
+    def dequeue(
+        self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), waiter: str = "", back_ms: int = 0
+    ) -> Op[DequeueResult]:
+        """Validate, then ack ``done`` and claim up to ``batch`` jobs in one call; see Queue.dequeue.
+
+        ``waiter`` (a long-poll's id, "" for none) and ``back_ms`` (0 = leaving) register the
+        caller as a waiter when it claims nothing: see claim and lua/dequeue.lua.
+        """
         _check_int(batch, "batch", 1, MAX_BATCH)
         ttl = to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)
         pairs = self.token_pairs(done)
         token = secrets.token_hex(8)
-        call = self._call("dequeue", batch, ttl, token, self.max_attempts or 0, self._now(), len(pairs) // 2, *pairs)
-        reply = yield call
+        args: list[bytes | str | int] = [batch, ttl, token, self.max_attempts or 0, self._now(), len(pairs) // 2]
+        reply = yield self._call("dequeue", *args, *pairs, waiter, back_ms, int(BLOCK_MARGIN_S * 1000))
         return _parse_dequeue(reply, ttl, token)
 
     def claim(
@@ -432,18 +447,41 @@ class QueueCore:
     ) -> Op[DequeueResult]:
         """Dequeue, and with ``wait`` > 0, long-poll until jobs come or the wait ends; see Queue.dequeue.
 
-        Waiting blocks on the queue's wake list (an enqueue of an earlier job pushes one
-        token, which wakes exactly one waiter) until shortly before the next due time
-        the server reported, then sleeps the rest precisely and claims again.
+        A waiter that claims nothing is told the time to watch (the queue's next due time or
+        lock expiry) if no other waiter is due back before it, or if it is nearer than
+        BLOCK_MARGIN_S; otherwise it is told nothing. It blocks on the wake list (BLPOP: one
+        token wakes one waiter) until BLOCK_MARGIN_S before the time it watches, then checks
+        every WINDOW_STEP_S; with nothing to watch it blocks for a token, WAIT_SLICE_S at
+        most. The scripts push a token whenever the next claimable time moves earlier than
+        every waiter's return (see lua/dequeue.lua). So, however many consumers wait, one is
+        back within WINDOW_STEP_S plus a round trip of any job becoming claimable (within
+        WAIT_SLICE_S if the consumer watching for it died).
         """
+        waiter = secrets.token_hex(8) if to_ms(wait, "wait", minimum_ms=0, maximum_s=MAX_WAIT_S) > 0 else ""
+        wake = self.keys["wake"]
 
-        def pause(nap: float) -> Step:
-            if nap <= BLOCK_MARGIN_S + 0.01:
-                return Sleep(nap)
-            block = nap - BLOCK_MARGIN_S
-            return Block(self.keys["wake"], block if max_block is None else min(block, max_block))
+        def block(seconds: float) -> Step:
+            # BLPOP timeout 0 would block for ever, and the server rounds to ms: a short wait sleeps
+            if seconds < 0.01:
+                return Sleep(max(seconds, 0.0))
+            return Block(wake, seconds if max_block is None else min(seconds, max_block))
 
-        return (yield from long_poll(lambda acks: self.dequeue(batch, lock_ttl, acks), done, wait, pause))
+        def pause(result: DequeueResult, remaining: float) -> Step | None:
+            if result.next_ms is None:  # another waiter watches: wait for a token
+                slice_s = min(remaining, WAIT_SLICE_S)
+                return block(slice_s - BLOCK_MARGIN_S) if slice_s > BLOCK_MARGIN_S else Sleep(slice_s)
+            until_due = min(remaining, (result.next_ms - result.now_ms) / 1000)
+            if until_due <= 0:
+                return None
+            if until_due > BLOCK_MARGIN_S + WINDOW_STEP_S:
+                return block(until_due - BLOCK_MARGIN_S)
+            return Sleep(min(until_due, WINDOW_STEP_S))
+
+        def dequeue(acks: Iterable[Job], remaining: float) -> Op[DequeueResult]:
+            back_ms = int(min(remaining, WAIT_SLICE_S) * 1000)
+            return self.dequeue(batch, lock_ttl, acks, waiter, back_ms)
+
+        return (yield from long_poll(dequeue, done, wait, pause))
 
     def token_pairs(self, jobs: Iterable[Job]) -> list[str]:
         if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
@@ -571,23 +609,29 @@ def _parse_dequeue(reply: list[Any], ttl_ms: int, token: str) -> DequeueResult:
 
 
 def long_poll(
-    dequeue: Callable[[Iterable[Job]], Op[DequeueResult]], done: Iterable[Job], wait: Duration, pause: Callable[[float], Step]
+    dequeue: Callable[[Iterable[Job], float], Op[DequeueResult]],
+    done: Iterable[Job],
+    wait: Duration,
+    pause: Callable[[DequeueResult, float], Step | None],
 ) -> Op[DequeueResult]:
-    """Dequeue (acking ``done``) and, while nothing comes and ``wait`` lasts, pause until the next
-    due time the server reported (``pause`` makes the step for a nap of so many seconds) and retry.
+    """Dequeue (acking ``done``) and, while nothing comes and ``wait`` lasts, pause and retry.
+
+    ``dequeue(acks, remaining)`` makes one dequeue call, told how many seconds of the wait
+    remain; ``pause(result, remaining)`` makes the step to take before the next one (None:
+    retry at once).
 
     Raises:
         InvalidType, InvalidArgument: A bad wait (or what ``dequeue`` refuses), before anything is sent.
     """
     wait_s = to_ms(wait, "wait", minimum_ms=0, maximum_s=MAX_WAIT_S) / 1000
     deadline = time.monotonic() + wait_s
-    result = yield from dequeue(done)
+    result = yield from dequeue(done, wait_s)
     acked, dead = result.acked, result.dead_lettered
     while not result.jobs and (remaining := deadline - time.monotonic()) > 0:
-        until_due = math.inf if result.next_ms is None else (result.next_ms - result.now_ms) / 1000
-        if until_due > 0:
-            yield pause(min(remaining, until_due))
-        result = yield from dequeue(())
+        step = pause(result, remaining)
+        if step is not None:
+            yield step
+        result = yield from dequeue((), max(0.0, deadline - time.monotonic()))
         dead += result.dead_lettered
     return DequeueResult(result.now_ms, result.next_ms, acked, dead, result.jobs)
 

@@ -41,6 +41,7 @@ drain them before upgrading.
 from __future__ import annotations
 
 import heapq
+import math
 import random
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -58,6 +59,7 @@ from ._core import (
     Payload,
     QueueCore,
     Sleep,
+    Step,
     _check_claim,
     _check_id,
     _check_int,
@@ -216,12 +218,15 @@ class ShardedCore:
         self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), wait: Duration = 0, max_block: float | None = None
     ) -> Op[DequeueResult]:
         """Dequeue, and with ``wait`` > 0 long-poll: BLPOP cannot wait on keys in several slots, so a
-        sharded queue naps until the next due time the shards reported, SHARDED_NAP_S at most."""
-        return (
-            yield from long_poll(
-                lambda acks: self.dequeue(batch, lock_ttl, acks), done, wait, lambda nap: Sleep(min(nap, SHARDED_NAP_S))
-            )
-        )
+        sharded queue naps until the next due time the shards reported, SHARDED_NAP_S at most: it
+        is back within that of any job becoming claimable, and registers as no shard's waiter."""
+
+        def pause(result: DequeueResult, remaining: float) -> Step | None:
+            until_due = math.inf if result.next_ms is None else (result.next_ms - result.now_ms) / 1000
+            nap = min(remaining, until_due, SHARDED_NAP_S)
+            return Sleep(nap) if nap > 0 else None
+
+        return (yield from long_poll(lambda acks, _remaining: self.dequeue(batch, lock_ttl, acks), done, wait, pause))
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Ack on each job's shard, one call per shard; see Queue.ack_many."""

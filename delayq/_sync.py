@@ -124,10 +124,13 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
             batch: 1 to 1000 jobs at most.
             lock_ttl: Seconds or timedelta, 1 ms to 12 hours.
             wait: Long-poll: when nothing is due, wait up to this long (0 to 1 hour)
-                for jobs, without busy polling. The call sleeps until the next due
-                time the server reports, and an enqueue of an earlier job wakes one
-                waiting consumer at once. Keep the client's ``socket_timeout`` (if
-                set) above the time until the next due job, or None.
+                for jobs, without busy polling (about one call a second while idle).
+                However many consumers wait, one of them is back within a few ms
+                (WINDOW_STEP_S, 5 ms, plus a round trip) of any job becoming
+                claimable, a due job or an expired lock: an enqueue, nack or claim
+                that makes the next claimable time earlier than the waiters expect
+                wakes one waiter, never all. A ``socket_timeout`` on the client
+                shortens each block to stay below it.
 
         Returns:
             The claimed jobs, earliest due first; [] when nothing is due (within ``wait``).
@@ -136,7 +139,8 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
             InvalidType, InvalidArgument: A bad batch, lock_ttl or wait; nothing is sent.
 
         Cost: one round trip, O(log N + batch) whatever the queue size or jobs in flight;
-        waiting adds one round trip per wake-up or due time.
+        waiting adds one per wake-up, about one a second, and one per WINDOW_STEP_S in
+        the last BLOCK_MARGIN_S (110 ms) before a due time it watches.
         """
         return self._drive(self._core.claim(batch, lock_ttl, (), wait, self._max_block)).jobs
 

@@ -27,6 +27,7 @@ KEYS[4] meta     (hash)  claimed job id -> "<attempts>:<token>" of its latest cl
 KEYS[5] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[6] errors   (hash)  job id -> last error text (removed on ack)
 KEYS[7] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
+KEYS[8] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
 ARGV[1] batch        (count) 1..1000, jobs to claim at most
 ARGV[2] lock_ttl     (ms)    lease length
 ARGV[3] token        (string) random per call; job i's token string is "<attempts>:<token>"
@@ -35,25 +36,44 @@ ARGV[5] now          (ms)    TEST ONLY override of the server clock; "" = use TI
 ARGV[6] ack_count    (count) k, jobs to ack (0..1000), checked as ack.lua checks them
                              (SENTINEL is never acked)
 ARGV[7..6+2k]        (id, token string) pairs to ack
+ARGV[7+2k]   waiter       (string) the caller's long-poll id; "" (or absent) = not a long-poll
+ARGV[8+2k]   back_ms      (ms)    a waiter that claims nothing will call again within this (0 = it
+                                  leaves); it blocks on `wake` in between
+ARGV[9+2k]   near_ms      (ms)    a waiter watches E anyway when E is this close (it could not
+                                  block on `wake` for that short a time, as BLPOP times out late)
 Returns: flat array: now_ms, next_ms, acked, dead_lettered, then for each claimed
   job id, payload, attempts, due_ms. now_ms/next_ms/due_ms are integer strings,
   the others integers; due_ms is when the job came due (for a redelivered job,
   when its previous lease expired). next_ms is "" when the batch was filled,
-  otherwise the earliest time a job becomes due or a lease expires ("" if none).
-Cost: O(log N + batch + k): ZRANGEBYSCORE on lease and on due, 2 HMGET, then one
-  multi-member ZADD/HSET/ZREM/HDEL per structure; no per-job redis.call.
+  otherwise the earliest time a job becomes due or a lease expires ("" if none);
+  for a waiter that claimed nothing, next_ms is that time only if the waiter is to
+  watch for it, and "" when another waiter is back by then (it waits for a token).
+Cost: O(log N + batch + k + log W), W = waiters: ZRANGEBYSCORE on lease and on due,
+  2 HMGET, then one multi-member ZADD/HSET/ZREM/HDEL per structure; no per-job
+  redis.call; section 5 adds at most 7 redis.call.
   Passing over P jobs (P <= DEAD_CAP) adds O(P): the sweep and the claim each read
   further pages only while the batch is short, each page asking for the jobs still
   missing plus all passed over so far, so every further page at least doubles P:
   at most 1 + log2(P + 1) pages (3 redis.call each) and 2 * (batch + P) ids read
   per section.
+Wake-ups (DESIGN rule 10): every waiter is registered in `waiters` with the time it
+  will be back at the latest. Whenever waiters block, one of them is back by the
+  earliest claimable time E (the due head, or the earliest lease expiry) or a token
+  is in `wake`: a waiter that would be the first back watches E (it gets next_ms),
+  and so does one for which E is within near_ms; the others wait for a token. A
+  call that leaves E earlier than every waiter's return (a claim's new leases, a
+  batch that leaves due jobs, the watcher leaving) pushes one token, so one waiter
+  re-reads; enqueue, nack and reschedule do the same for a new earlier job. A busy
+  consumer that claims what the waiters expect wakes nobody.
 ]]
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, lease_key, payload_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local dead_key, errors_key, wake_key = KEYS[5], KEYS[6], KEYS[7]
+local dead_key, errors_key, wake_key, waiters_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local batch, ttl, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local max_attempts, now_arg, ack_count = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local waiter, back_ms = ARGV[7 + 2 * ack_count] or '', tonumber(ARGV[8 + 2 * ack_count] or '0')
+local near_ms = tonumber(ARGV[9 + 2 * ack_count] or '0')
 
 local now
 if now_arg ~= '' then
@@ -218,22 +238,38 @@ if acked > 0 then
   if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
 end
 
--- 5. a full batch that leaves due jobs behind passes a wake-up on to the next
--- blocked consumer: waiters wake one at a time, never all on one enqueue
-if claimed == batch then
-  if #rcall('ZRANGEBYSCORE', due_key, '-inf', now_s, 'LIMIT', 0, 1) > 0 then
-    rcall('LPUSH', wake_key, '1')
-    rcall('LTRIM', wake_key, 0, 0)
-  end
-else
-  -- not full: tell the caller when to look again
-  local next_ms
+-- 5. wake-ups (see the header)
+local waits = waiter ~= '' and claimed == 0 and back_ms > 0
+if waiter ~= '' then rcall('ZREM', waiters_key, waiter) end
+-- the first of the other waiters to be back; one whose time has passed is on its way
+-- back (or dead), so it is not counted on
+local back
+local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. now_s, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if #w > 0 then back = tonumber(w[2]) end
+-- E, the earliest time anything becomes claimable: not needed by a full batch nobody waits for
+local next_ms
+if waits or claimed < batch or back ~= nil then
   local first = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
   if #first > 0 then next_ms = tonumber(first[2]) end
   local lease = rcall('ZRANGE', lease_key, 0, 0, 'WITHSCORES')
   if #lease > 0 and lease[1] ~= SENTINEL and (next_ms == nil or tonumber(lease[2]) < next_ms) then
     next_ms = tonumber(lease[2])
   end
-  if next_ms ~= nil then reply[2] = string.format('%d', next_ms) end
 end
+if waits then
+  local at = now + back_ms
+  if next_ms ~= nil and next_ms < at and (back == nil or next_ms < back or next_ms - now <= near_ms) then
+    at = next_ms  -- the caller watches E: the first back, or E is too near to wait for a token
+  else
+    next_ms = nil  -- another waiter is back first, or E is beyond this wait: wait for a token
+  end
+  rcall('ZADD', waiters_key, string.format('%d', at), waiter)
+  -- gone once the last registered waiter is due back, should it never come (a dead client)
+  local last = rcall('ZRANGE', waiters_key, -1, -1, 'WITHSCORES')
+  rcall('PEXPIRE', waiters_key, math.max(tonumber(last[2]) - now, 0) + 1000)
+elseif next_ms ~= nil and back ~= nil and next_ms < back then
+  rcall('LPUSH', wake_key, '1')
+  rcall('LTRIM', wake_key, 0, 0)
+end
+if claimed < batch and next_ms ~= nil then reply[2] = string.format('%d', next_ms) end
 return reply

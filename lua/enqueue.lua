@@ -2,6 +2,7 @@
 KEYS[1] due      (zset)  job id -> due time, ms since epoch (server clock)
 KEYS[2] payload  (hash)  job id -> payload bytes
 KEYS[3] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
+KEYS[4] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
 ARGV[1] mode     "rel": ARGV[2] is a delay from the server's now; "abs": an absolute time
 ARGV[2] when     (ms)    delay or absolute due time, an integer
 ARGV[3] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
@@ -9,31 +10,38 @@ ARGV[4..]        (id, payload) pairs, at most 1000 pairs (the client's batch cap
 Returns: array of integers, one per pair in order: 1 = stored, 0 = the id already
   exists in this queue (ready, delayed, in flight or dead) and nothing was changed,
   or it is dequeue.lua's reserved SENTINEL, which is never stored.
-Cost: O(batch * log N), N = jobs in the queue; at most 6 redis.call per batch.
-Wake-up: when the new jobs are due before every job already waiting, one token
-  is pushed to `wake` (the list is capped at one token), so one consumer blocked
-  in dequeue(wait=...) wakes to claim them.
+Cost: O(batch * log N), N = jobs in the queue; at most 8 redis.call per batch.
+Wake-up: when the new jobs are due before every job already waiting and before
+  every long-poll waiter will be back (see dequeue.lua), one token is pushed to
+  `wake` (the list is capped at one token), so one consumer blocked in
+  dequeue(wait=...) wakes to claim them or to watch for their due time.
 Write order: payload before score, so a call stopped half-way can leave an
   unscheduled payload (invisible, removed by cancel/purge) but never a scheduled
   job without its payload.
 ]]
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
-local due_key, payload_key, wake_key = KEYS[1], KEYS[2], KEYS[3]
+local due_key, payload_key, wake_key, waiters_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local mode, when, now_arg = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+
+local now
+local function clock()
+  if now == nil then
+    if now_arg ~= '' then
+      now = tonumber(now_arg)
+    else
+      local t = rcall('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+  end
+  return now
+end
 
 local score
 if mode == 'abs' then
   score = string.format('%d', when)
 else
-  local now
-  if now_arg ~= '' then
-    now = tonumber(now_arg)
-  else
-    local t = rcall('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  score = string.format('%d', now + when)
+  score = string.format('%d', clock() + when)
 end
 
 local n = (#ARGV - 3) / 2
@@ -58,8 +66,12 @@ if #hargs > 0 then
   rcall('HSET', payload_key, unpack(hargs))
   rcall('ZADD', due_key, unpack(zargs))
   if #head == 0 or tonumber(head[2]) > tonumber(score) then
-    rcall('LPUSH', wake_key, '1')
-    rcall('LTRIM', wake_key, 0, 0)
+    -- the first waiter to be back (one whose time has passed is on its way back, or dead)
+    local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. string.format('%d', clock()), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if #w > 0 and tonumber(w[2]) > tonumber(score) then
+      rcall('LPUSH', wake_key, '1')
+      rcall('LTRIM', wake_key, 0, 0)
+    end
   end
 end
 return result

@@ -7,6 +7,7 @@ KEYS[3] meta     (hash)  job id -> "<attempts>:<token>" of its latest claim
 KEYS[4] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[5] errors   (hash)  job id -> last error text
 KEYS[6] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
+KEYS[7] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
 ARGV[1] id
 ARGV[2] token        (string) "<attempts>:<token>" as dequeue gave it
 ARGV[3] delay        (ms)    from the server's now
@@ -15,11 +16,13 @@ ARGV[5] error        (string) "" = keep the previous error text
 ARGV[6] now          (ms)    TEST ONLY override of the server clock; "" = use TIME
 Returns: integer: 0 = lock not held (nothing changed; always for dequeue.lua's reserved
   SENTINEL, whatever the token), 1 = due again, 2 = dead-lettered.
-Cost: O(log N); at most 14 redis.call. Wakes one blocked consumer when the job becomes the earliest due.
+Cost: O(log N); at most 15 redis.call. Wakes one blocked consumer when the job becomes the earliest
+  due and is due before every long-poll waiter will be back (see dequeue.lua).
 ]]
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, lease_key, meta_key, dead_key, errors_key, wake_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local waiters_key = KEYS[7]
 local id, tok, delay, max_attempts, err, now_arg = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]
 
 local now
@@ -45,8 +48,11 @@ else
   local head = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
   rcall('ZADD', due_key, string.format('%d', now + delay), id)
   if #head == 0 or tonumber(head[2]) > now + delay then
-    rcall('LPUSH', wake_key, '1')
-    rcall('LTRIM', wake_key, 0, 0)
+    local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. string.format('%d', now), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if #w > 0 and tonumber(w[2]) > now + delay then
+      rcall('LPUSH', wake_key, '1')
+      rcall('LTRIM', wake_key, 0, 0)
+    end
   end
   result = 1
 end

@@ -3,17 +3,19 @@ A job whose lease has expired counts as waiting: it is moved back to `due`.
 KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
 KEYS[3] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
+KEYS[4] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
 ARGV[1] id
 ARGV[2] mode     "rel": ARGV[3] is a delay from the server's now; "abs": an absolute time
 ARGV[3] when     (ms)    integer
 ARGV[4] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 Returns: integer, 1 if rescheduled, 0 if the job is not waiting (absent, in flight or dead,
   or dequeue.lua's reserved SENTINEL, which never moves).
-Cost: O(log N); at most 8 redis.call. Wakes one blocked consumer when the job becomes the earliest due.
+Cost: O(log N); at most 9 redis.call. Wakes one blocked consumer when the job becomes the earliest
+  due and is due before every long-poll waiter will be back (see dequeue.lua).
 ]]
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
-local due_key, lease_key, wake_key = KEYS[1], KEYS[2], KEYS[3]
+local due_key, lease_key, wake_key, waiters_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, mode, when, now_arg = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 if id == SENTINEL then return 0 end
 
@@ -31,8 +33,11 @@ local score_s = string.format('%d', score)
 local function wake_if_earliest()
   local head = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
   if #head == 0 or head[1] == id and tonumber(head[2]) == score then
-    rcall('LPUSH', wake_key, '1')
-    rcall('LTRIM', wake_key, 0, 0)
+    local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. string.format('%d', now), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if #w > 0 and tonumber(w[2]) > score then
+      rcall('LPUSH', wake_key, '1')
+      rcall('LTRIM', wake_key, 0, 0)
+    end
   end
 end
 

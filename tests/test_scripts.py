@@ -17,7 +17,7 @@ from tests.conftest import unique_name
 # the README's ACL line gives exactly these
 ACL_COMMANDS = (
     "+evalsha +script|load +time +hget +hmget +hset +hdel +zadd +zrem +zscore +zmscore "
-    "+zrange +zrangebyscore +zcount +zcard +hlen +exists +del +unlink +lpush +ltrim +blpop"
+    "+zrange +zrangebyscore +zcount +zcard +hlen +exists +del +unlink +lpush +ltrim +blpop +pexpire"
 )
 LUA = Path(__file__).resolve().parent.parent / "lua"
 
@@ -81,6 +81,9 @@ def test_scripts_touch_only_the_queues_keys(redis_url: str) -> None:
     try:
         client = redis.Redis.from_url(url, username=user, password=password)
         q = delayq.Queue(client, name, max_attempts=1)
+        q.enqueue(b"w", id="0", delay=0.15)
+        (waited,) = q.dequeue(1, wait=2)  # a long-poll: registered as a waiter, blocked, woken
+        q.ack(waited)
         q.enqueue(b"x", id="1")
         q.enqueue_many([b"y", b"z"], ids=["2", "3"], delay=0)
         q.reschedule("3", delay=0)
