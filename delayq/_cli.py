@@ -119,8 +119,17 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     stats = open_queue(args).stats()
-    data = {"queue": args.queue, "ready": stats.ready, "delayed": stats.delayed, "in_flight": stats.in_flight, "dead": stats.dead}
-    emit(args, data, "\n".join(f"{k:<10}{v}" for k, v in data.items()))
+    data = {
+        "queue": args.queue,
+        "ready": stats.ready,
+        "delayed": stats.delayed,
+        "in_flight": stats.in_flight,
+        "dead": stats.dead,
+        "oldest_ready_age": stats.oldest_ready_age,
+        "paused": stats.paused,
+    }
+    text = {**data, "oldest_ready_age": f"{stats.oldest_ready_age:.3f}s", "paused": "yes" if stats.paused else "no"}
+    emit(args, data, "\n".join(f"{k:<18}{v}" for k, v in text.items()))
     return 0
 
 

@@ -19,6 +19,7 @@ KEYS[4] meta     (hash)  claimed job id -> "<attempts>:<token>" of its latest cl
 KEYS[5] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[6] errors   (hash)  job id -> last error text (removed on ack)
 KEYS[7] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
+KEYS[8] paused   (hash)  exists while the queue is paused (pause.lua): acks only, no claims
 ARGV[1] batch        (count) 1..1000, jobs to claim at most
 ARGV[2] lock_ttl     (ms)    lease length
 ARGV[3] token        (string) random per call; job i's token string is "<attempts>:<token>"
@@ -31,6 +32,7 @@ Returns: flat array: now_ms, next_ms, acked, dead_lettered, then for each claime
   the others integers; due_ms is when the job came due (for a redelivered job,
   when its previous lease expired). next_ms is "" when the batch was filled,
   otherwise the earliest time a job becomes due or a lease expires ("" if none).
+  While paused: now_ms, now_ms + 1000 (look again in a second), acked, 0, no jobs.
 Cost: O(log N + batch + k): ZRANGEBYSCORE on lease and on due, 2 HMGET, then one
   multi-member ZADD/HSET/ZREM/HDEL per structure; no per-job redis.call.
 ]]
@@ -74,6 +76,19 @@ if ack_count > 0 then
     if rcall('EXISTS', errors_key) == 1 then rcall('HDEL', errors_key, unpack(ok)) end
     rcall('HDEL', payload_key, unpack(ok))
   end
+end
+
+-- 1b. pause (pause.lua, resume.lua): the acks above are applied, nothing is claimed, and the
+-- idle keys go as in 4; next_ms one second ahead makes a long-poll look again by itself
+if rcall('EXISTS', KEYS[8]) == 1 then
+  if acked > 0 then
+    if rcall('ZCARD', lease_key) == 1 then
+      rcall('DEL', lease_key)
+      if rcall('ZCARD', due_key) == 0 then rcall('DEL', wake_key) end
+    end
+    if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
+  end
+  return {now_s, string.format('%d', now + 1000), acked, 0}
 end
 
 -- 2. expired leases are due again, at the time their lock expired (meta keeps the
