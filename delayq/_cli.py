@@ -252,6 +252,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "poll": args.poll,
         "grace": args.grace,
     }
+    if getattr(args, "metrics", False):
+        settings["on_event"] = worker_metrics(args.queue)
     queue = open_queue(args)  # checks the connection, and the queue's arguments
     if inspect.iscoroutinefunction(handler):
         queue._client.close()
@@ -261,6 +263,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # running handlers given back on a hard stop may still be in their daemon threads: do not wait for them
     sys.stdout.flush()
     os._exit(0)
+
+
+def worker_metrics(queue: str) -> Callable[..., None]:
+    """The Prometheus on_event hook for ``delayq worker --metrics``.
+
+    Raises:
+        CliError: The prometheus extra is not installed.
+    """
+    try:
+        from .metrics import WorkerMetrics  # noqa: PLC0415  (the prometheus extra is optional)
+    except ImportError as exc:
+        raise CliError(f"--metrics needs the prometheus extra: pip install 'delayq[prometheus]' ({exc})", 2) from exc
+    return WorkerMetrics(queue)
 
 
 async def _run_async_worker(args: argparse.Namespace, handler: Callable[..., Any], settings: dict[str, Any]) -> int:
@@ -338,6 +353,11 @@ def add_queue_commands(commands: Any) -> None:
     p.add_argument("--poll", type=_seconds, default=1.0, help="longest long-poll wait when idle (default 1)")
     p.add_argument("--grace", type=_seconds, default=30.0, help="seconds running jobs get to finish on SIGTERM (default 30)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default info")
+    p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="count job outcomes in Prometheus metrics (the prometheus extra; several processes: PROMETHEUS_MULTIPROC_DIR)",
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
