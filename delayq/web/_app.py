@@ -13,12 +13,13 @@ What a page costs Redis (each script is O(log N + page), N the jobs of the queue
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import secrets
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,13 @@ class _Dashboard:
             queue = self.queues[key] = aio.Queue(client, ref.name, prefix=self.settings.prefix, shards=ref.shards)
         return queue
 
+    async def aclose(self) -> None:
+        """Close the clients this app made from a URL (a client given to it is the caller's to close)."""
+        clients, self.clients = list(self.clients.values()), weakref.WeakKeyDictionary()
+        self.queues.clear()
+        for client in clients:
+            await client.aclose()
+
     async def refs(self) -> list[QueueRef]:
         """The queues to show: those configured, and (unless only those) those found by SCAN."""
         given = [q if isinstance(q, QueueRef) else QueueRef(q) for q in self.settings.queues or ()]
@@ -274,7 +282,9 @@ def create_app(client: Any = None, *, settings: WebSettings | None = None, **opt
 
     Returns:
         The app. Every page and action needs a Redis answer; when Redis fails the page
-        says so with status 503.
+        says so with status 503. Clients it makes from a URL are closed by its lifespan;
+        mounted in another app (whose lifespan does not reach it), give it a client of
+        your own, or ``await app.state.delayq.aclose()`` when yours shuts down.
 
     Raises:
         InvalidArgument, InvalidType: A bad prefix.
@@ -408,8 +418,15 @@ def create_app(client: Any = None, *, settings: WebSettings | None = None, **opt
         Route("/action", action, methods=["POST"], name="action"),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await dash.aclose()
+
     app = Starlette(
         routes=routes,
+        lifespan=lifespan,
         exception_handlers={
             HTTPException: http_error,
             redis.RedisError: redis_down,
