@@ -106,7 +106,12 @@ def test_the_dashboard_in_a_browser(chromium: Any, dashboard: tuple[str, str], r
     anonymous = chromium.new_context(viewport={"width": 1280, "height": 640})
     page = anonymous.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
 
@@ -164,7 +169,7 @@ def test_the_dashboard_in_a_browser(chromium: Any, dashboard: tuple[str, str], r
     # 4. signed in: redrive by clicking, then pause and resume
     signed_in = chromium.new_context(http_credentials={"username": USER, "password": PASSWORD})
     page2 = signed_in.new_page()
-    page2.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page2.on("dialog", on_dialog)
     page2.goto(base + "/")
     page2.get_by_role("link", name="sign in").click()  # the challenge: the browser gives its credentials
     expect(page2.locator(".who")).to_contain_text("signed in")
