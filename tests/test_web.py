@@ -185,6 +185,10 @@ def test_every_action(site: Site) -> None:
         assert "Nothing purged" in refused.text and q.stats().total == total
         assert f"Purged {total} job(s)." in act(client, page, action="purge", name="acts", confirm="acts").text
         assert q.stats().total == 0
+        for elsewhere in ("//evil.example/x", "/\\evil.example/x", "https://evil.example/"):
+            fields = {"csrf": token(page), "action": "resume", "name": "acts", "back": elsewhere}
+            moved = client.post("/action", data=fields, follow_redirects=False)
+            assert moved.headers["location"].startswith("/queue?name=acts&done="), elsewhere
         assert act(client, page, action="explode", name="acts").status_code == 400
         assert act(client, page, action="cancel", name="acts", id="").status_code == 400
 

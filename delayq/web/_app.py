@@ -307,7 +307,9 @@ def create_app(client: Any = None, *, settings: WebSettings | None = None, **opt
     async def overview(request: Request) -> Response:
         rows = await dash.all_stats(await dash.refs())
         partial = request.headers.get("hx-request") == "true"
-        return dash.render(request, "_queues.html" if partial else "overview.html", rows=rows)
+        response = dash.render(request, "_queues.html" if partial else "overview.html", rows=rows)
+        response.headers["vary"] = "HX-Request"  # one URL, two bodies: never serve one for the other
+        return response
 
     async def queue_page(request: Request) -> Response:
         params = request.query_params
@@ -377,7 +379,9 @@ def create_app(client: Any = None, *, settings: WebSettings | None = None, **opt
         done, extra = await act(dash.queue(ref), fields.get("action", ""), fields, ref)
         root = request.scope.get("root_path", "").rstrip("/")
         back = fields.get("back", "")
-        target = back if back.startswith(f"{root}/") and not back.startswith("//") else link(root, "/queue", name=ref.name)
+        # only a path inside this app: never another host ("//x", "/\\x" are hosts to a browser)
+        inside = back.startswith(f"{root}/") and not back.startswith("//") and "\\" not in back
+        target = back if inside else link(root, "/queue", name=ref.name)
         separator = "&" if "?" in target else "?"
         return RedirectResponse(f"{target}{separator}{urlencode({'done': done, **extra})}", 303)
 
