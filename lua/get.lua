@@ -12,7 +12,7 @@ Returns: {} when the queue has no such job; else an array of state ("ready", "de
   "in_flight" or "dead"), at_ms (integer string: the due time for ready and delayed, the
   lock expiry for in_flight, the death time for dead), attempts (integer), payload,
   error ("" when none), now_ms (integer string).
-Cost: O(log N); at most 8 redis.call.
+Cost: O(log N); at most 7 redis.call.
 ]]
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'

@@ -17,7 +17,7 @@ Returns: flat array: now_ms (integer string), total (integer, jobs in that state
   for each job id, at_ms (integer string: due time, lock expiry or death time), attempts
   (integer), payload (cut to `preview` bytes), payload length (integer), error ("" if none).
   An unknown state is the error "ERR delayq: unknown state".
-Cost: O(log N + limit); at most 12 redis.call.
+Cost: O(log N + limit); at most 8 redis.call.
 ]]
 local rcall = redis.call
 local due_key, lease_key, payload_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]

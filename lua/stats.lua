@@ -7,7 +7,7 @@ ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 Returns: array of 6 integers: ready (due, not held), delayed (not due yet),
   in_flight (held by a live lock), dead, oldest_ready_age (ms since the oldest
   ready job came due; 0 when none is ready), paused (1 or 0).
-Cost: O(log N); 11 redis.call.
+Cost: O(log N); 10 redis.call.
 ]]
 local rcall = redis.call
 local due_key, lease_key, dead_key, paused_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
