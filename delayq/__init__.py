@@ -12,7 +12,9 @@
 """
 
 from ._core import MAX_BATCH, MAX_DELAY_S, MAX_ID_BYTES, MAX_LOCK_TTL_S, MAX_NAME_LENGTH, MAX_PAYLOAD_BYTES
+from ._discover import find_queues
 from ._errors import DelayqError, InvalidArgument, InvalidType, ScriptError
+from ._inspect import JobInfo, JobPage, QueueRef
 from ._sync import Queue
 from ._types import DeadJob, Job, PendingJob, QueueStats
 from ._worker import Worker
@@ -33,12 +35,16 @@ __all__ = [
     "InvalidArgument",
     "InvalidType",
     "Job",
+    "JobInfo",
+    "JobPage",
     "PendingJob",
     "Queue",
+    "QueueRef",
     "QueueStats",
     "ScriptError",
     "Worker",
     "WorkerEvent",
     "WorkerStats",
     "__version__",
+    "find_queues",
 ]

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__, _bench, _cli
+from . import __version__, _bench, _cli, _cli_admin
 
 __all__ = ["main"]
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _bench.add_arguments(bench)
     _cli.add_queue_commands(commands)
+    _cli_admin.add_commands(commands)
     return parser
 
 
@@ -46,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "bench":
             return _bench.run(args)
+        if args.command in _cli_admin.COMMANDS:
+            return _cli_admin.run_command(args)
         return _cli.run_command(args)
     except _cli.CliError as exc:
         print(f"delayq {args.command}: error: {exc}", file=sys.stderr)

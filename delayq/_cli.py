@@ -119,8 +119,17 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     stats = open_queue(args).stats()
-    data = {"queue": args.queue, "ready": stats.ready, "delayed": stats.delayed, "in_flight": stats.in_flight, "dead": stats.dead}
-    emit(args, data, "\n".join(f"{k:<10}{v}" for k, v in data.items()))
+    data = {
+        "queue": args.queue,
+        "ready": stats.ready,
+        "delayed": stats.delayed,
+        "in_flight": stats.in_flight,
+        "dead": stats.dead,
+        "oldest_ready_age": stats.oldest_ready_age,
+        "paused": stats.paused,
+    }
+    text = {**data, "oldest_ready_age": f"{stats.oldest_ready_age:.3f}s", "paused": "yes" if stats.paused else "no"}
+    emit(args, data, "\n".join(f"{k:<18}{v}" for k, v in text.items()))
     return 0
 
 
@@ -243,6 +252,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "poll": args.poll,
         "grace": args.grace,
     }
+    if getattr(args, "metrics", False):
+        settings["on_event"] = worker_metrics(args.queue)
     queue = open_queue(args)  # checks the connection, and the queue's arguments
     if inspect.iscoroutinefunction(handler):
         queue._client.close()
@@ -252,6 +263,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # running handlers given back on a hard stop may still be in their daemon threads: do not wait for them
     sys.stdout.flush()
     os._exit(0)
+
+
+def worker_metrics(queue: str) -> Callable[..., None]:
+    """The Prometheus on_event hook for ``delayq worker --metrics``.
+
+    Raises:
+        CliError: The prometheus extra is not installed.
+    """
+    try:
+        from .metrics import WorkerMetrics  # noqa: PLC0415  (the prometheus extra is optional)
+    except ImportError as exc:
+        raise CliError(f"--metrics needs the prometheus extra: pip install 'delayq[prometheus]' ({exc})", 2) from exc
+    return WorkerMetrics(queue)
 
 
 async def _run_async_worker(args: argparse.Namespace, handler: Callable[..., Any], settings: dict[str, Any]) -> int:
@@ -329,6 +353,11 @@ def add_queue_commands(commands: Any) -> None:
     p.add_argument("--poll", type=_seconds, default=1.0, help="longest long-poll wait when idle (default 1)")
     p.add_argument("--grace", type=_seconds, default=30.0, help="seconds running jobs get to finish on SIGTERM (default 30)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default info")
+    p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="count job outcomes in Prometheus metrics (the prometheus extra; several processes: PROMETHEUS_MULTIPROC_DIR)",
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar, Union
 from redis.exceptions import NoScriptError
 
 from ._errors import InvalidArgument, InvalidType, ScriptError
+from ._inspect import STATES, JobInfo, JobPage, JobState
 from ._scripts import SCRIPTS, Script
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
@@ -48,6 +49,7 @@ __all__ = [
     "Sleep",
     "Step",
     "check_client",
+    "check_state",
     "long_poll",
     "new_ids",
     "prepare_enqueue",
@@ -84,17 +86,21 @@ Payload = Union[bytes, bytearray, memoryview, str]
 
 SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "enqueue": ("due", "payload", "wake", "waiters"),
-    "dequeue": ("due", "lease", "payload", "meta", "dead", "errors", "wake", "waiters"),
+    "dequeue": ("due", "lease", "payload", "meta", "dead", "errors", "wake", "waiters", "paused"),
     "ack": ("lease", "payload", "meta", "errors", "due", "wake"),
     "nack": ("due", "lease", "meta", "dead", "errors", "wake", "waiters"),
     "extend": ("lease", "meta"),
     "cancel": ("due", "lease", "payload", "meta", "dead", "errors", "wake"),
     "reschedule": ("due", "lease", "wake", "waiters"),
     "peek": ("due", "lease", "payload", "meta"),
-    "stats": ("due", "lease", "dead"),
+    "stats": ("due", "lease", "dead", "paused"),
     "purge": ("due", "lease", "dead", "payload", "meta", "errors", "wake"),
     "dead_letters": ("dead", "payload", "meta", "errors"),
     "redrive": ("dead", "due", "meta", "errors", "wake"),
+    "get": ("due", "lease", "payload", "meta", "dead", "errors"),
+    "jobs": ("due", "lease", "payload", "meta", "dead", "errors"),
+    "pause": ("paused",),
+    "resume": ("paused", "due", "lease", "wake"),
 }
 """The keys each script takes, in KEYS order, by role; each role is one key of the queue."""
 
@@ -380,7 +386,7 @@ class QueueCore:
         self.tag = tag or self.name
         """The keys' hash tag: the name, or for one shard of a sharded queue, the shard's tag."""
         base = f"{self.prefix}:{{{self.tag}}}" + (f":{marker}" if marker else "")
-        roles = ("due", "lease", "payload", "meta", "dead", "errors", "wake", "waiters")
+        roles = ("due", "lease", "payload", "meta", "dead", "errors", "wake", "waiters", "paused")
         self.keys = {role: f"{base}:{role}" for role in roles}
         self.clock: Callable[[], int] | None = None
         """TEST ONLY: when set, scripts take "now" (ms) from it instead of the server's TIME."""
@@ -549,8 +555,8 @@ class QueueCore:
 
     def stats(self) -> Op[QueueStats]:
         """See Queue.stats."""
-        ready, delayed, in_flight, dead = yield self._call("stats", self._now())
-        return QueueStats(int(ready), int(delayed), int(in_flight), int(dead))
+        ready, delayed, in_flight, dead, age_ms, paused = yield self._call("stats", self._now())
+        return QueueStats(int(ready), int(delayed), int(in_flight), int(dead), int(age_ms) / 1000, int(paused) == 1)
 
     def purge(self) -> Op[int]:
         """See Queue.purge."""
@@ -592,6 +598,65 @@ class QueueCore:
         for chunk in _chunks(wanted, MAX_BATCH):
             total += int((yield self._call("redrive", MAX_BATCH, self._now(), *chunk)))
         return total
+
+    # -- look and steer (job lookup, the dashboard's pages, pause)
+
+    def get(self, job_id: str) -> Op[JobInfo | None]:
+        """See Queue.get."""
+        _check_id(job_id)
+        reply = yield self._call("get", job_id, self._now())
+        if not reply:
+            return None
+        state, at_ms, attempts, payload, error, now_ms = reply
+        data = _blob(payload)
+        kind = check_state(_text(state))
+        return JobInfo(job_id, kind, int(at_ms), int(attempts), data, len(data), _text(error) or None, int(now_ms))
+
+    def list_jobs(self, state: str, offset: int, limit: int, preview: int) -> Op[JobPage]:
+        """See Queue.list_jobs."""
+        checked = check_state(state)
+        _check_int(offset, "offset", 0, 2**53)
+        _check_int(limit, "limit", 0, MAX_BATCH)
+        _check_int(preview, "preview", 0, MAX_PAYLOAD_BYTES)
+        reply = yield self._call("jobs", checked, offset, limit, preview, self._now())
+        now_ms = int(reply[0])
+        jobs = [
+            JobInfo(
+                _text(reply[i]),
+                checked,
+                int(reply[i + 1]),
+                int(reply[i + 2]),
+                _blob(reply[i + 3]),
+                int(reply[i + 4]),
+                _text(reply[i + 5]) or None,
+                now_ms,
+            )
+            for i in range(2, len(reply), 6)
+        ]
+        return JobPage(checked, offset, int(reply[1]), jobs, now_ms)
+
+    def pause(self) -> Op[bool]:
+        """See Queue.pause."""
+        return int((yield self._call("pause", self._now()))) == 1
+
+    def resume(self) -> Op[bool]:
+        """See Queue.resume."""
+        return int((yield self._call("resume", self._now()))) == 1
+
+
+def check_state(state: object) -> JobState:
+    """A job state named by the caller, checked.
+
+    Raises:
+        InvalidType: Not a str.
+        InvalidArgument: Not one of ready, delayed, in_flight, dead.
+    """
+    if not isinstance(state, str):
+        raise InvalidType(f"state must be a str, got {state!r} ({type(state).__name__})")
+    for known in STATES:
+        if state == known:
+            return known
+    raise InvalidArgument(f"state must be one of {', '.join(STATES)}, got {state!r}")
 
 
 def _parse_dequeue(reply: list[Any], ttl_ms: int, token: str) -> DequeueResult:

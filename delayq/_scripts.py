@@ -27,6 +27,11 @@ _NAMES = (
     "redrive",
     "reschedule",
     "stats",
+    # looking into a queue and pausing it
+    "get",
+    "jobs",
+    "pause",
+    "resume",
 )
 
 

@@ -65,10 +65,12 @@ from ._core import (
     _check_int,
     _chunks,
     check_client,
+    check_state,
     long_poll,
     prepare_enqueue,
 )
 from ._errors import InvalidType
+from ._inspect import JobInfo, JobPage
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
 __all__ = ["MAX_SHARDS", "QueueBase", "ShardedCore", "make_core", "shard_marker", "shard_tags"]
@@ -267,12 +269,15 @@ class ShardedCore:
         return list(heapq.merge(*parts, key=lambda p: (p.due_ms, p.id)))[:limit]
 
     def stats(self) -> Op[QueueStats]:
-        """Sums over the shards (each shard's counts are atomic; the sum is not one snapshot)."""
+        """Sums over the shards (each shard's counts are atomic; the sum is not one snapshot); the
+        oldest ready age is the shards' largest, and the queue is paused if any shard is."""
         ready = delayed = in_flight = dead = 0
+        age, paused = 0.0, False
         for shard in self.shards:
             s = yield from shard.stats()
             ready, delayed, in_flight, dead = ready + s.ready, delayed + s.delayed, in_flight + s.in_flight, dead + s.dead
-        return QueueStats(ready, delayed, in_flight, dead)
+            age, paused = max(age, s.oldest_ready_age), paused or s.paused
+        return QueueStats(ready, delayed, in_flight, dead, age, paused)
 
     def purge(self) -> Op[int]:
         """See Queue.purge."""
@@ -303,6 +308,41 @@ class ShardedCore:
             for chunk in _chunks([wanted[p] for p in positions], MAX_BATCH):
                 total += yield from self.shards[index].redrive(chunk)
         return total
+
+    # -- look and steer
+
+    def get(self, job_id: str) -> Op[JobInfo | None]:
+        """See Queue.get: one call, on the job's shard."""
+        return (yield from self.shard_of(_check_id(job_id)).get(job_id))
+
+    def list_jobs(self, state: str, offset: int, limit: int, preview: int) -> Op[JobPage]:
+        """See Queue.list_jobs: the shards' pages one after the other, one call per shard."""
+        checked = check_state(state)
+        _check_int(offset, "offset", 0, 2**53)
+        _check_int(limit, "limit", 0, MAX_BATCH)
+        jobs: list[JobInfo] = []
+        total = now_ms = 0
+        for shard in self.shards:
+            skip = max(0, offset - total)
+            part = yield from shard.list_jobs(checked, skip, limit - len(jobs), preview)
+            jobs += part.jobs
+            total += part.total
+            now_ms = max(now_ms, part.now_ms)
+        return JobPage(checked, offset, total, jobs, now_ms)
+
+    def pause(self) -> Op[bool]:
+        """See Queue.pause: every shard; True if any was not paused."""
+        changed = False
+        for shard in self.shards:
+            changed = (yield from shard.pause()) or changed
+        return changed
+
+    def resume(self) -> Op[bool]:
+        """See Queue.resume: every shard; True if any was paused."""
+        changed = False
+        for shard in self.shards:
+            changed = (yield from shard.resume()) or changed
+        return changed
 
 
 def make_core(name: str, prefix: str, max_attempts: int | None, shards: int) -> QueueCore | ShardedCore:

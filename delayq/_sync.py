@@ -11,6 +11,7 @@ import redis
 from redis.exceptions import NoScriptError, ResponseError
 
 from ._core import SCRIPT_LOADS, Block, Duration, Op, Payload, Sleep, Step, script_error
+from ._inspect import JobInfo, JobPage
 from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
@@ -343,3 +344,65 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         Cost: one round trip per 1000 jobs.
         """
         return self._drive(self._core.redrive(ids))
+
+    # -- look and steer
+
+    def get(self, job_id: str) -> JobInfo | None:
+        """Look up one job by id, atomically: its state and time, attempts, last error and payload.
+
+        Args:
+            job_id: The job's id.
+
+        Returns:
+            The job (see :class:`JobInfo`), or None when the queue has no job with that id.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad id; nothing is sent.
+
+        Cost: one round trip, O(log N) (plus the payload's size).
+        """
+        return self._drive(self._core.get(job_id))
+
+    def list_jobs(self, state: str, *, offset: int = 0, limit: int = 50, preview: int = 256) -> JobPage:
+        """One page of the jobs in one state, as a dashboard lists them; nothing is changed.
+
+        Args:
+            state: "ready", "delayed", "in_flight" or "dead".
+            offset: Jobs of that state to skip (pages are addressed by rank: a deep page
+                costs no more than the first).
+            limit: 0 to 1000 jobs at most (0: only count them).
+            preview: Cut each payload to this many bytes (``JobInfo.payload_size`` keeps its length).
+
+        Returns:
+            The page, with the number of jobs in that state.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad state, offset, limit or preview; nothing is sent.
+
+        Cost: one round trip (one per shard for a sharded queue), O(log N + limit).
+        """
+        return self._drive(self._core.list_jobs(state, offset, limit, preview))
+
+    def pause(self) -> bool:
+        """Pause the queue: workers (every consumer's dequeue) claim nothing until :meth:`resume`;
+        enqueues, acks, nacks and everything else go on. Persists in Redis until resumed.
+
+        A consumer long-polling a paused queue looks again every second, so it starts
+        claiming within a second of a resume (one of them at once).
+
+        Returns:
+            True if the queue was not paused before.
+
+        Cost: one round trip (one per shard), O(1).
+        """
+        return self._drive(self._core.pause())
+
+    def resume(self) -> bool:
+        """End a :meth:`pause`; wakes one long-polling consumer when jobs are ready.
+
+        Returns:
+            True if the queue was paused.
+
+        Cost: one round trip (one per shard), O(log N).
+        """
+        return self._drive(self._core.resume())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["DeadJob", "Job", "PendingJob", "QueueStats"]
 
@@ -74,12 +74,18 @@ class QueueStats:
         delayed: Not due yet.
         in_flight: Claimed and held by a live lock.
         dead: Dead-lettered.
+        oldest_ready_age: Seconds since the oldest ready job came due: how far behind the
+            workers are (0.0 when nothing is ready). A measurement of time, so it is left
+            out of ``==``, which compares the counts and the pause.
+        paused: Whether the queue is paused (workers claim nothing; see ``Queue.pause``).
     """
 
     ready: int
     delayed: int
     in_flight: int
     dead: int
+    oldest_ready_age: float = field(default=0.0, compare=False)
+    paused: bool = False
 
     @property
     def total(self) -> int:

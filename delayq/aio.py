@@ -15,10 +15,11 @@ import redis.asyncio.cluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from ._core import SCRIPT_LOADS, Block, Duration, Op, Payload, Sleep, Step, script_error
+from ._inspect import JobInfo, JobPage
 from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
-__all__ = ["Queue", "Worker"]
+__all__ = ["Queue", "Worker", "find_queues"]
 
 T = TypeVar("T")
 
@@ -137,6 +138,23 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
         """See :meth:`delayq.Queue.redrive`."""
         return await self._drive(self._core.redrive(ids))
 
+    async def get(self, job_id: str) -> JobInfo | None:
+        """See :meth:`delayq.Queue.get`."""
+        return await self._drive(self._core.get(job_id))
+
+    async def list_jobs(self, state: str, *, offset: int = 0, limit: int = 50, preview: int = 256) -> JobPage:
+        """See :meth:`delayq.Queue.list_jobs`."""
+        return await self._drive(self._core.list_jobs(state, offset, limit, preview))
+
+    async def pause(self) -> bool:
+        """See :meth:`delayq.Queue.pause`."""
+        return await self._drive(self._core.pause())
+
+    async def resume(self) -> bool:
+        """See :meth:`delayq.Queue.resume`."""
+        return await self._drive(self._core.resume())
+
 
 # last, because the worker module imports Queue from this one
 from ._aio_worker import Worker  # noqa: E402
+from ._discover import afind_queues as find_queues  # noqa: E402

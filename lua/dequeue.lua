@@ -28,6 +28,7 @@ KEYS[5] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[6] errors   (hash)  job id -> last error text (removed on ack)
 KEYS[7] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 KEYS[8] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
+KEYS[9] paused   (hash)  exists while the queue is paused (pause.lua): acks only, no claims
 ARGV[1] batch        (count) 1..1000, jobs to claim at most
 ARGV[2] lock_ttl     (ms)    lease length
 ARGV[3] token        (string) random per call; job i's token string is "<attempts>:<token>"
@@ -48,6 +49,7 @@ Returns: flat array: now_ms, next_ms, acked, dead_lettered, then for each claime
   otherwise the earliest time a job becomes due or a lease expires ("" if none);
   for a waiter that claimed nothing, next_ms is that time only if the waiter is to
   watch for it, and "" when another waiter is back by then (it waits for a token).
+  While paused: now_ms, now_ms + 1000 (look again in a second), acked, 0, no jobs.
 Cost: O(log N + batch + k + log W), W = waiters: ZRANGEBYSCORE on lease and on due,
   2 HMGET, then one multi-member ZADD/HSET/ZREM/HDEL per structure; no per-job
   redis.call; section 5 adds at most 7 redis.call.
@@ -69,7 +71,7 @@ Wake-ups (DESIGN rule 10): every waiter is registered in `waiters` with the time
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, lease_key, payload_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local dead_key, errors_key, wake_key, waiters_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local dead_key, errors_key, wake_key, waiters_key, paused_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local batch, ttl, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local max_attempts, now_arg, ack_count = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local waiter, back_ms = ARGV[7 + 2 * ack_count] or '', tonumber(ARGV[8 + 2 * ack_count] or '0')
@@ -83,6 +85,15 @@ else
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+
+-- an idle queue drops its keys: lease and meta once only SENTINEL is left, wake with nothing waiting
+local function drop_idle()
+  if rcall('ZCARD', lease_key) == 1 then
+    rcall('DEL', lease_key)
+    if rcall('ZCARD', due_key) == 0 then rcall('DEL', wake_key) end
+  end
+  if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
+end
 
 -- 1. the acks: checked and applied first; the keys they may leave idle are dropped only at
 -- the end, after the claims have refilled them (see the header)
@@ -108,6 +119,13 @@ if ack_count > 0 then
     if rcall('EXISTS', errors_key) == 1 then rcall('HDEL', errors_key, unpack(ok)) end
     rcall('HDEL', payload_key, unpack(ok))
   end
+end
+
+-- 1b. pause (pause.lua, resume.lua): the acks above are applied, nothing is claimed, and the
+-- idle keys go as in 4; next_ms one second ahead makes a long-poll look again by itself
+if rcall('EXISTS', paused_key) == 1 then
+  if acked > 0 then drop_idle() end
+  return {now_s, string.format('%d', now + 1000), acked, 0}
 end
 
 -- 2. the sweep: expired leases are due again, at the time their lock expired (meta keeps
@@ -230,13 +248,7 @@ do
 end
 
 -- 4. with the acks done and nothing claimed in their place, an idle queue drops its keys
-if acked > 0 then
-  if rcall('ZCARD', lease_key) == 1 then
-    rcall('DEL', lease_key)
-    if rcall('ZCARD', due_key) == 0 then rcall('DEL', wake_key) end
-  end
-  if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
-end
+if acked > 0 then drop_idle() end
 
 -- 5. wake-ups (see the header)
 local waits = waiter ~= '' and claimed == 0 and back_ms > 0

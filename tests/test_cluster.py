@@ -43,6 +43,13 @@ def every_operation(q: delayq.Queue) -> None:
     assert q.redrive() == 0
     assert q.stats().total == 0
     assert q.purge() == 0
+    # looking and steering
+    assert q.enqueue(b"v", id="e") == "e"
+    info = q.get("e")
+    assert info is not None and info.state == "ready"
+    assert [j.id for j in q.list_jobs("ready").jobs] == ["e"]
+    assert q.pause() and q.dequeue() == [] and q.resume()
+    assert q.cancel("e")
 
 
 def recorded_calls(q: delayq.Queue) -> list[Call]:

@@ -98,6 +98,10 @@ def test_scripts_touch_only_the_queues_keys(redis_url: str) -> None:
         q.ack_many([])
         q.cancel("3")
         q.stats()
+        q.get("2")
+        q.list_jobs("dead")
+        q.pause()
+        q.resume()
         q.purge()
         with pytest.raises(delayq.ScriptError, match=r"(?i)no permissions|NOPERM"):
             delayq.Queue(client, other).enqueue(b"x")

@@ -1,0 +1,54 @@
+--[[ get: look up one job by id: its state, the time that goes with it, attempts, last error, payload.
+A job whose lock expired is "ready" (due again since the lock expired), as stats counts it.
+KEYS[1] due      (zset)  job id -> due time ms
+KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
+KEYS[3] payload  (hash)  job id -> payload
+KEYS[4] meta     (hash)  job id -> "<attempts>:<token>"
+KEYS[5] dead     (zset)  dead-lettered job id -> time it died ms
+KEYS[6] errors   (hash)  job id -> last error text
+ARGV[1] id
+ARGV[2] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+Returns: {} when the queue has no such job; else an array of state ("ready", "delayed",
+  "in_flight" or "dead"), at_ms (integer string: the due time for ready and delayed, the
+  lock expiry for in_flight, the death time for dead), attempts (integer), payload,
+  error ("" when none), now_ms (integer string).
+Cost: O(log N); at most 7 redis.call.
+]]
+local rcall = redis.call
+local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
+local due_key, lease_key, payload_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local dead_key, errors_key = KEYS[5], KEYS[6]
+local id, now_arg = ARGV[1], ARGV[2]
+if id == SENTINEL then return {} end
+
+local now
+if now_arg ~= '' then
+  now = tonumber(now_arg)
+else
+  local t = rcall('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local payload = rcall('HGET', payload_key, id)
+if not payload then return {} end
+local state, at
+local score = rcall('ZSCORE', dead_key, id)
+if score then
+  state, at = 'dead', score
+else
+  score = rcall('ZSCORE', lease_key, id)
+  if score then
+    if tonumber(score) > now then state = 'in_flight' else state = 'ready' end
+    at = score
+  else
+    score = rcall('ZSCORE', due_key, id)
+    -- a payload with no score anywhere is unscheduled (see enqueue.lua's write order): not a job
+    if not score then return {} end
+    if tonumber(score) > now then state = 'delayed' else state = 'ready' end
+    at = score
+  end
+end
+local meta = rcall('HGET', meta_key, id)
+local attempts = meta and tonumber(string.match(meta, '^%d+')) or 0
+return {state, string.format('%d', tonumber(at)), attempts, payload, rcall('HGET', errors_key, id) or '',
+  string.format('%d', now)}

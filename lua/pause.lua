@@ -1,0 +1,22 @@
+--[[ pause: stop workers from claiming this queue's jobs; enqueues, acks and nacks go on.
+dequeue.lua claims nothing while `paused` exists (see its pause section); resume.lua ends it.
+KEYS[1] paused   (hash)  "since" -> time the pause began ms
+ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+Returns: integer, 1 if the queue was not paused before, 0 if it already was (its time is kept).
+Cost: O(1); at most 3 redis.call.
+]]
+local rcall = redis.call
+local paused_key = KEYS[1]
+local now_arg = ARGV[1]
+
+local now
+if now_arg ~= '' then
+  now = tonumber(now_arg)
+else
+  local t = rcall('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- EXISTS and HSET rather than HSETNX: the README's least-privilege ACL names no more commands
+if rcall('EXISTS', paused_key) == 1 then return 0 end
+rcall('HSET', paused_key, 'since', string.format('%d', now))
+return 1
