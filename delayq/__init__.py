@@ -11,8 +11,9 @@
 ``delayq.aio.Queue`` is the asyncio twin.
 """
 
-from ._core import MAX_BATCH, MAX_DELAY_S, MAX_ID_BYTES, MAX_LOCK_TTL_S, MAX_NAME_LENGTH, MAX_PAYLOAD_BYTES
+from ._core import DEFAULT_MAX_ATTEMPTS, MAX_BATCH, MAX_DELAY_S, MAX_ID_BYTES, MAX_LOCK_TTL_S, MAX_NAME_LENGTH, MAX_PAYLOAD_BYTES
 from ._errors import DelayqError, InvalidArgument, InvalidType, ScriptError
+from ._hooks import Fail, JobPolicy, Retry
 from ._sync import Queue
 from ._types import DeadJob, Job, PendingJob, QueueStats
 from ._worker import Worker
@@ -21,6 +22,7 @@ from ._worker_core import Backoff, WorkerEvent, WorkerStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
     "MAX_BATCH",
     "MAX_DELAY_S",
     "MAX_ID_BYTES",
@@ -30,12 +32,15 @@ __all__ = [
     "Backoff",
     "DeadJob",
     "DelayqError",
+    "Fail",
     "InvalidArgument",
     "InvalidType",
     "Job",
+    "JobPolicy",
     "PendingJob",
     "Queue",
     "QueueStats",
+    "Retry",
     "ScriptError",
     "Worker",
     "WorkerEvent",
