@@ -154,14 +154,25 @@ class Cron:
         """The last slot at or before ``ms``, or None."""
         start = datetime.fromtimestamp(ms // 1000 + 1, tz=self._zone)
         it = _cronsim()(self._fields, start, reverse=True)
+        found = None
         for _ in range(4):
             try:
                 slot = _ms(next(it))
             except StopIteration:
                 return None
             if slot <= ms:
-                return slot
-        return None
+                found = slot
+                break
+        if found is None:
+            return None
+        # going back by wall time from inside a repeated hour can skip the hour's first pass:
+        # step forward over what was skipped
+        for _ in range(8):
+            later = self.next_after(found)
+            if later is None or later > ms:
+                break
+            found = later
+        return found
 
 
 @dataclass(frozen=True)
