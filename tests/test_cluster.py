@@ -18,6 +18,7 @@ from redis.crc import key_slot
 import delayq
 from delayq._core import Call, Step
 from delayq._server import RedisCluster, ServerUnavailable
+from delayq.periodic import PeriodicJob, Scheduler, every
 from tests.conftest import no_server, unique_name
 
 T = TypeVar("T")
@@ -43,6 +44,10 @@ def every_operation(q: delayq.Queue) -> None:
     assert q.redrive() == 0
     assert q.stats().total == 0
     assert q.purge() == 0
+    scheduler = Scheduler(q, [PeriodicJob("beat", every(3600), b"p", missed="run_once")])
+    assert len(scheduler.run_pending()) == 1
+    assert scheduler.state()[0].last_ms is not None
+    assert q.purge() == 1
 
 
 def recorded_calls(q: delayq.Queue) -> list[Call]:
