@@ -580,7 +580,7 @@ class Tasks:
         """
         try:
             envelope = self.serializer.loads(job.payload)
-        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise Fail(f"job {job.id!r}: the payload is not a {self.serializer.name} task envelope: {exc}") from exc
         if not isinstance(envelope, dict) or not isinstance(envelope.get("task"), str):
             raise Fail(f'job {job.id!r}: the payload is not a task envelope (no "task" name): {job.payload[:80]!r}')

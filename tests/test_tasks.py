@@ -333,3 +333,26 @@ def test_tasks_on_a_sharded_queue(env: Env) -> None:
         assert len(drain(env, q, tasks)) == 30
     assert sorted(got) == list(range(30))
     assert q.stats().total == 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"[" * 100_000, "not a json task envelope"),
+        (b'{"task": 5}', 'no "task" name'),
+        (b'{"task": "t", "args": {"a": 1}}', "malformed args or kwargs"),
+        (b'{"task": "t", "kwargs": [1]}', "malformed args or kwargs"),
+        (b"\xff\xfe", "not a json task envelope"),
+        (b"null", 'no "task" name'),
+    ],
+)
+def test_payloads_that_are_not_envelopes_fail_with_a_reason(payload: bytes, reason: str) -> None:
+    tasks = Tasks()
+
+    @tasks.task
+    def t(a: int = 0) -> None: ...
+
+    with pytest.raises(Fail) as info:
+        tasks.run(Job("j", payload, 1, "1:x", 0, 0))
+    assert reason in info.value.reason and info.value.dead
+    assert tasks.policy(Job("j", payload, 1, "1:x", 0, 0)) is None
