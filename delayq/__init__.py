@@ -11,9 +11,10 @@
 ``delayq.aio.Queue`` is the asyncio twin.
 """
 
-from ._core import MAX_BATCH, MAX_DELAY_S, MAX_ID_BYTES, MAX_LOCK_TTL_S, MAX_NAME_LENGTH, MAX_PAYLOAD_BYTES
+from ._core import DEFAULT_MAX_ATTEMPTS, MAX_BATCH, MAX_DELAY_S, MAX_ID_BYTES, MAX_LOCK_TTL_S, MAX_NAME_LENGTH, MAX_PAYLOAD_BYTES
 from ._discover import find_queues
 from ._errors import DelayqError, InvalidArgument, InvalidType, ScriptError
+from ._hooks import Fail, JobPolicy, Retry
 from ._inspect import JobInfo, JobPage, QueueRef
 from ._sync import Queue
 from ._types import DeadJob, Job, PendingJob, QueueStats
@@ -23,6 +24,7 @@ from ._worker_core import Backoff, WorkerEvent, WorkerStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
     "MAX_BATCH",
     "MAX_DELAY_S",
     "MAX_ID_BYTES",
@@ -32,15 +34,18 @@ __all__ = [
     "Backoff",
     "DeadJob",
     "DelayqError",
+    "Fail",
     "InvalidArgument",
     "InvalidType",
     "Job",
     "JobInfo",
     "JobPage",
+    "JobPolicy",
     "PendingJob",
     "Queue",
     "QueueRef",
     "QueueStats",
+    "Retry",
     "ScriptError",
     "Worker",
     "WorkerEvent",

@@ -22,10 +22,13 @@ import redis.cluster
 import redis.exceptions
 
 from . import aio
+from ._core import DEFAULT_MAX_ATTEMPTS
 from ._errors import DelayqError
 from ._sync import Queue
 from ._types import DeadJob, PendingJob
 from ._worker import Worker
+from .periodic import AsyncScheduler, PeriodicJob, Scheduler
+from .tasks import Tasks
 
 __all__ = ["COMMANDS", "CliError", "add_queue_commands", "check_url", "checked_client"]
 
@@ -85,9 +88,12 @@ def connect(args: argparse.Namespace) -> Any:
 
 def open_queue(args: argparse.Namespace) -> Queue:
     """The queue the command names, on a checked connection."""
-    return Queue(
-        connect(args), args.queue, prefix=args.prefix, max_attempts=getattr(args, "max_attempts", None), shards=args.shards
-    )
+    return Queue(connect(args), args.queue, prefix=args.prefix, max_attempts=_max_attempts(args), shards=args.shards)
+
+
+def _max_attempts(args: argparse.Namespace) -> int | None:
+    """--max-attempts, where 0 means never (None)."""
+    return getattr(args, "max_attempts", DEFAULT_MAX_ATTEMPTS) or None
 
 
 def iso(ms: int) -> str:
@@ -244,7 +250,13 @@ def load_handler(spec: str) -> Callable[..., Any]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    handler = load_handler(args.handler)
+    target = load_target(args.handler)
+    tasks: Tasks | None = None
+    handler: Callable[..., Any]
+    if isinstance(target, Tasks):
+        tasks, handler = target, (target.arun if target.has_async else target.run)
+    else:
+        handler = target
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings: dict[str, Any] = {
         "concurrency": args.concurrency,
@@ -257,8 +269,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     queue = open_queue(args)  # checks the connection, and the queue's arguments
     if inspect.iscoroutinefunction(handler):
         queue._client.close()
-        return asyncio.run(_run_async_worker(args, handler, settings))
+        return asyncio.run(_run_async_worker(args, handler, settings, tasks))
+    scheduler = None
+    if tasks is not None:
+        tasks.bind(queue)  # tasks that enqueue tasks enqueue here
+        if tasks.periodic_jobs and not args.no_scheduler:
+            scheduler = Scheduler(queue, tasks.periodic_jobs).start()
     stats = Worker(queue, handler, **settings).run()
+    if scheduler is not None:
+        scheduler.stop()
     print(json.dumps(vars(stats)) if args.json else f"stopped: {stats}")
     # running handlers given back on a hard stop may still be in their daemon threads: do not wait for them
     sys.stdout.flush()
@@ -278,13 +297,100 @@ def worker_metrics(queue: str) -> Callable[..., None]:
     return WorkerMetrics(queue)
 
 
-async def _run_async_worker(args: argparse.Namespace, handler: Callable[..., Any], settings: dict[str, Any]) -> int:
+async def _run_async_worker(
+    args: argparse.Namespace, handler: Callable[..., Any], settings: dict[str, Any], tasks: Tasks | None = None
+) -> int:
     url = resolve_url(args.url)
     client: Any = redis.asyncio.cluster.RedisCluster.from_url(url) if args.cluster else redis.asyncio.Redis.from_url(url)
-    queue = aio.Queue(client, args.queue, prefix=args.prefix, max_attempts=args.max_attempts, shards=args.shards)
+    queue = aio.Queue(client, args.queue, prefix=args.prefix, max_attempts=_max_attempts(args), shards=args.shards)
+    scheduler = None
+    if tasks is not None:
+        tasks.bind(queue)
+        if tasks.periodic_jobs and not args.no_scheduler:
+            scheduler = AsyncScheduler(queue, tasks.periodic_jobs).start()
     stats = await aio.Worker(queue, handler, **settings).run()
+    if scheduler is not None:
+        await scheduler.stop()
     print(json.dumps(vars(stats)) if args.json else f"stopped: {stats}")
     await client.aclose()
+    return 0
+
+
+# ---------------------------------------------------------------- tasks and periodic jobs
+
+
+def _import(module_name: str) -> Any:
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    except Exception as exc:
+        raise CliError(
+            f"cannot import {module_name!r}: {type(exc).__name__}: {exc} "
+            "(give module:function, or a module that holds a delayq.tasks.Tasks)",
+            2,
+        ) from exc
+
+
+def load_target(spec: str) -> Callable[..., Any] | Tasks:
+    """What ``delayq worker`` runs: ``module:function`` (a handler), ``module:name`` naming a
+    delayq.tasks.Tasks, or ``module`` holding exactly one Tasks.
+
+    Raises:
+        CliError: The module does not import, or holds no such thing (exit 2).
+    """
+    module_name, colon, attr = spec.partition(":")
+    if not module_name or (colon and not attr):
+        raise CliError(f"the handler must be given as module:function or a tasks module, got {spec!r}", 2)
+    module = _import(module_name)
+    if attr:
+        target = getattr(module, attr, None)
+        if isinstance(target, Tasks) or callable(target):
+            return target
+        raise CliError(f"{spec!r} is not a callable (nor a delayq.tasks.Tasks) in {module_name!r}", 2)
+    found = {name: value for name, value in vars(module).items() if isinstance(value, Tasks)}
+    if len(found) == 1:
+        return next(iter(found.values()))
+    if not found:
+        raise CliError(f"module {module_name!r} holds no delayq.tasks.Tasks; give module:function for a plain handler", 2)
+    raise CliError(f"module {module_name!r} holds several Tasks ({', '.join(sorted(found))}): give {module_name}:NAME", 2)
+
+
+def load_periodic(spec: str) -> list[PeriodicJob]:
+    """The periodic jobs of a tasks module (``module`` or ``module:tasks``), or a list of PeriodicJob at ``module:name``.
+
+    Raises:
+        CliError: Nothing of the kind there (exit 2).
+    """
+    module_name, _, attr = spec.partition(":")
+    if attr:
+        value = getattr(_import(module_name), attr, None)
+        if isinstance(value, (list, tuple)) and all(isinstance(job, PeriodicJob) for job in value):
+            return list(value)
+    target = load_target(spec)
+    if isinstance(target, Tasks):
+        return target.periodic_jobs
+    raise CliError(f"{spec!r} is neither a delayq.tasks.Tasks nor a list of delayq.periodic.PeriodicJob", 2)
+
+
+def cmd_periodic(args: argparse.Namespace) -> int:
+    jobs = load_periodic(args.source)
+    states = Scheduler(open_queue(args), jobs).state()
+    data = [
+        {
+            "name": s.job.name,
+            "schedule": str(s.job.schedule),
+            "missed": s.job.missed,
+            "last_enqueued": None if s.last_ms is None else iso(s.last_ms),
+            "next": None if s.next_ms is None else iso(s.next_ms),
+        }
+        for s in states
+    ]
+    lines = [
+        f"{row['name']}  {row['schedule']}  missed={row['missed']}  last={row['last_enqueued'] or '-'}  next={row['next'] or '-'}"
+        for row in data
+    ]
+    emit(args, data, "\n".join(lines) or "(no periodic jobs)")
     return 0
 
 
@@ -297,6 +403,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "redrive": cmd_redrive,
     "purge": cmd_purge,
     "worker": cmd_worker,
+    "periodic": cmd_periodic,
 }
 
 
@@ -342,14 +449,24 @@ def add_queue_commands(commands: Any) -> None:
     p.add_argument("ids", nargs="*", help="the jobs to put back (default: all)")
     p = commands.add_parser("purge", parents=[named], help="delete every job (asks first unless --yes)")
     p.add_argument("--yes", action="store_true", help="do not ask")
-    p = commands.add_parser("worker", parents=[common], help="run a worker: call module:function for every job")
-    p.add_argument("handler", help="module:function, called with each Job (async def runs on asyncio)")
+    p = commands.add_parser("worker", parents=[common], help="run a worker: call module:function, or the tasks, for every job")
+    p.add_argument(
+        "handler",
+        help="module:function, called with each Job (async def runs on asyncio); or a module holding a "
+        "delayq.tasks.Tasks (or module:NAME of one), whose tasks it runs and whose periodic jobs it schedules",
+    )
     p.add_argument("queue", help="the queue's name")
     p.add_argument("--concurrency", type=_count, default=8, help="handlers at once (default 8)")
     p.add_argument(
         "--lock-ttl", type=_seconds, default=30.0, help="lock length in seconds, kept alive while running (default 30)"
     )
-    p.add_argument("--max-attempts", type=_count, default=None, help="dead-letter after this many claims (default never)")
+    p.add_argument(
+        "--max-attempts",
+        type=_count,
+        default=DEFAULT_MAX_ATTEMPTS,
+        help=f"dead-letter after this many claims (default {DEFAULT_MAX_ATTEMPTS}; 0 = never)",
+    )
+    p.add_argument("--no-scheduler", action="store_true", help="do not enqueue the tasks' periodic jobs from this process")
     p.add_argument("--poll", type=_seconds, default=1.0, help="longest long-poll wait when idle (default 1)")
     p.add_argument("--grace", type=_seconds, default=30.0, help="seconds running jobs get to finish on SIGTERM (default 30)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default info")
@@ -358,6 +475,9 @@ def add_queue_commands(commands: Any) -> None:
         action="store_true",
         help="count job outcomes in Prometheus metrics (the prometheus extra; several processes: PROMETHEUS_MULTIPROC_DIR)",
     )
+    p = commands.add_parser("periodic", parents=[common], help="list periodic jobs: schedule, last slot enqueued, next slot")
+    p.add_argument("source", help="a tasks module (or module:NAME of a Tasks, or of a list of PeriodicJob)")
+    p.add_argument("queue", help="the queue's name")
 
 
 def run_command(args: argparse.Namespace) -> int:

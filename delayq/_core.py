@@ -28,6 +28,7 @@ from ._types import DeadJob, Job, PendingJob, QueueStats
 
 __all__ = [
     "BLOCK_MARGIN_S",
+    "DEFAULT_MAX_ATTEMPTS",
     "MAX_BATCH",
     "MAX_DELAY_S",
     "MAX_ID_BYTES",
@@ -72,6 +73,10 @@ MAX_LOCK_TTL_S = 12 * 3600
 """Longest lock ttl: twelve hours, as for SQS's visibility timeout (extend keeps longer jobs)."""
 MAX_PAYLOAD_BYTES = 512 * 1024 * 1024
 """Largest payload: Redis's own limit for one string."""
+DEFAULT_MAX_ATTEMPTS = 20
+"""A queue's ``max_attempts`` unless given: a job claimed 20 times and not acked is dead-lettered.
+With the worker's default backoff (1 s doubling, capped at 300 s) that is about an hour of
+retries; the README's "Retry defaults" says why. ``max_attempts=None`` retries forever."""
 
 SCRIPT_LOADS = 5
 """Most SCRIPT LOADs one call makes on NOSCRIPT replies (a restart, failover or SCRIPT FLUSH): a flush
@@ -101,6 +106,8 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "jobs": ("due", "lease", "payload", "meta", "dead", "errors"),
     "pause": ("paused",),
     "resume": ("paused", "due", "lease", "wake"),
+    "schedule": ("due", "payload", "wake", "periodic"),
+    "periodic_state": ("periodic",),
 }
 """The keys each script takes, in KEYS order, by role; each role is one key of the queue."""
 
@@ -367,7 +374,8 @@ class QueueCore:
     Args:
         name: The queue's name; it becomes the keys' hash tag.
         prefix: The first part of every key.
-        max_attempts: Claims after which a job that is not acked goes to the dead letters; None = never.
+        max_attempts: Claims after which a job that is not acked goes to the dead letters
+            (default DEFAULT_MAX_ATTEMPTS, 20); None = never.
         tag: For one shard of a sharded queue: the shard's hash tag instead of the name.
         marker: For one shard of a sharded queue: a part between the tag and the role that no
             plain queue's keys have (see _sharded); "" = none, as for a plain queue.
@@ -378,7 +386,13 @@ class QueueCore:
     """
 
     def __init__(
-        self, name: str, *, prefix: str = "delayq", max_attempts: int | None = None, tag: str | None = None, marker: str = ""
+        self,
+        name: str,
+        *,
+        prefix: str = "delayq",
+        max_attempts: int | None = DEFAULT_MAX_ATTEMPTS,
+        tag: str | None = None,
+        marker: str = "",
     ) -> None:
         self.name = _check_name(name, "queue name")
         self.prefix = _check_name(prefix, "key prefix")
@@ -386,7 +400,7 @@ class QueueCore:
         self.tag = tag or self.name
         """The keys' hash tag: the name, or for one shard of a sharded queue, the shard's tag."""
         base = f"{self.prefix}:{{{self.tag}}}" + (f":{marker}" if marker else "")
-        roles = ("due", "lease", "payload", "meta", "dead", "errors", "wake", "waiters", "paused")
+        roles = ("due", "lease", "payload", "meta", "dead", "errors", "wake", "waiters", "paused", "periodic")
         self.keys = {role: f"{base}:{role}" for role in roles}
         self.clock: Callable[[], int] | None = None
         """TEST ONLY: when set, scripts take "now" (ms) from it instead of the server's TIME."""
@@ -642,6 +656,91 @@ class QueueCore:
     def resume(self) -> Op[bool]:
         """See Queue.resume."""
         return int((yield self._call("resume", self._now()))) == 1
+
+    # -- hooks for policies, tasks and periodic jobs (appended; see delayq/_hooks.py and delayq/periodic.py)
+
+    def nack_limited(self, job: Job, delay: Duration = 0, error: str | None = None, *, max_attempts: int | None) -> Op[int]:
+        """:meth:`nack` with an attempt limit for this one job instead of the queue's.
+
+        The hook for per-job policies: ``max_attempts=1`` dead-letters the job now
+        (``Fail``), a task's own limit retries or dead-letters by that limit.
+
+        Args:
+            job: A job returned by dequeue.
+            delay: Seconds or timedelta until it is due again, 0 to 10 years.
+            error: Text kept with the job.
+            max_attempts: Dead-letter when the job's claims reached this; None = never.
+
+        Returns:
+            0 (lock lost, nothing changed), 1 (due again) or 2 (dead-lettered).
+
+        Raises:
+            InvalidType, InvalidArgument: A bad job, delay, error or max_attempts; nothing is sent.
+        """
+        _check_claim(job)
+        limit = 0 if max_attempts is None else _check_int(max_attempts, "max_attempts", 1, 2**31)
+        delay_ms = to_ms(delay, "delay", minimum_ms=0, maximum_s=MAX_DELAY_S)
+        if error is not None and not isinstance(error, str):
+            raise InvalidType(f"error must be a str or None, got {error!r:.80}")
+        text = "" if error is None else error
+        _utf8(text, "error")
+        return int((yield self._call("nack", job.id, job.token, delay_ms, limit, text, self._now())))
+
+    def schedule(
+        self,
+        name: str,
+        spec: str,
+        payload: bytes,
+        catchup: tuple[int, str] | None,
+        upcoming: tuple[int, str] | None,
+        *,
+        cold: bool = False,
+    ) -> Op[tuple[bool, bool, int]]:
+        """Enqueue a periodic job's catch-up and upcoming runs, each only if its slot is newer than the
+        job's marker (schedule.lua); see delayq.periodic.
+
+        Args:
+            name: The periodic job's name (a field of the marker hash).
+            spec: The schedule's fingerprint, without spaces.
+            payload: Each run's payload.
+            catchup: (slot ms, job id) of a missed run to run once, or None.
+            upcoming: (slot ms, job id) of the next run, or None.
+            cold: Run the catch-up even without a marker in this queue (for sharded queues).
+
+        Returns:
+            (catch-up stored, upcoming stored, the server's now in ms).
+
+        Raises:
+            InvalidType, InvalidArgument: A bad name, spec, payload or id; nothing is sent.
+        """
+        if not isinstance(name, str) or not name or not isinstance(spec, str) or not spec or " " in spec:
+            raise InvalidArgument(f"bad periodic job name {name!r} or schedule fingerprint {spec!r}")
+        _utf8(name, "periodic job name")
+        data = _check_payload(payload)
+        args: list[bytes | str | int] = [name, spec, data]
+        for run in (catchup, upcoming):
+            if run is None:
+                args += ["", ""]
+            else:
+                args += [_check_int(run[0], "slot", 0, 2**52), _check_id(run[1])]
+            if run is catchup:
+                args.append("1" if cold else "0")
+        stored_catchup, stored_upcoming, now = yield self._call("schedule", *args)
+        return int(stored_catchup) == 1, int(stored_upcoming) == 1, int(now)
+
+    def periodic_markers(self, names: Sequence[str]) -> Op[list[list[tuple[int, str]]]]:
+        """The markers of periodic jobs: for each name, [(latest slot enqueued ms, schedule fingerprint)]
+        or [] when it has none (a sharded queue may give one per shard)."""
+        result: list[list[tuple[int, str]]] = []
+        for chunk in _chunks(list(names), MAX_BATCH):
+            reply = yield self._call("periodic_state", *chunk)
+            for value in reply:
+                if value is None:
+                    result.append([])
+                else:
+                    slot, _, spec = _text(value).partition(" ")
+                    result.append([(int(slot), spec)])
+        return result
 
 
 def check_state(state: object) -> JobState:

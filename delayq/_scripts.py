@@ -23,9 +23,11 @@ _NAMES = (
     "extend",
     "nack",
     "peek",
+    "periodic_state",
     "purge",
     "redrive",
     "reschedule",
+    "schedule",
     "stats",
     # looking into a queue and pausing it
     "get",

@@ -51,6 +51,7 @@ from typing import Any, Generic, TypeVar
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from ._core import (
+    DEFAULT_MAX_ATTEMPTS,
     MAX_BATCH,
     SHARDED_NAP_S,
     DequeueResult,
@@ -122,7 +123,9 @@ class ShardedCore:
         InvalidType, InvalidArgument: A bad name, prefix, max_attempts or shards.
     """
 
-    def __init__(self, name: str, shards: int, *, prefix: str = "delayq", max_attempts: int | None = None) -> None:
+    def __init__(
+        self, name: str, shards: int, *, prefix: str = "delayq", max_attempts: int | None = DEFAULT_MAX_ATTEMPTS
+    ) -> None:
         first = QueueCore(name, prefix=prefix, max_attempts=max_attempts)
         self.name, self.prefix, self.max_attempts = first.name, first.prefix, first.max_attempts
         _check_int(shards, "shards", 1, MAX_SHARDS)
@@ -344,6 +347,46 @@ class ShardedCore:
             changed = (yield from shard.resume()) or changed
         return changed
 
+    # -- hooks for policies, tasks and periodic jobs (appended; see QueueCore)
+
+    def nack_limited(self, job: Job, delay: Duration = 0, error: str | None = None, *, max_attempts: int | None) -> Op[int]:
+        """See QueueCore.nack_limited."""
+        return (yield from self.shard_of(_check_claim(job).id).nack_limited(job, delay, error, max_attempts=max_attempts))
+
+    def schedule(
+        self,
+        name: str,
+        spec: str,
+        payload: bytes,
+        catchup: tuple[int, str] | None,
+        upcoming: tuple[int, str] | None,
+        *,
+        cold: bool = False,
+    ) -> Op[tuple[bool, bool, int]]:
+        """Each run goes to the shard of its id, with that shard's marker: a slot's id always maps to
+        the same shard, so the shard's marker alone keeps that slot from being enqueued twice."""
+        stored_catchup = stored_upcoming = False
+        now = 0
+        if catchup is not None:
+            stored_catchup, _, now = yield from self.shard_of(_check_id(catchup[1])).schedule(
+                name, spec, payload, catchup, None, cold=cold
+            )
+        if upcoming is not None:
+            _, stored_upcoming, now = yield from self.shard_of(_check_id(upcoming[1])).schedule(
+                name, spec, payload, None, upcoming
+            )
+        return stored_catchup, stored_upcoming, now
+
+    def periodic_markers(self, names: Sequence[str]) -> Op[list[list[tuple[int, str]]]]:
+        """Every shard's markers, per name."""
+        listed = list(names)
+        result: list[list[tuple[int, str]]] = [[] for _ in listed]
+        for shard in self.shards:
+            part = yield from shard.periodic_markers(listed)
+            for mine, found in zip(result, part, strict=True):
+                mine.extend(found)
+        return result
+
 
 def make_core(name: str, prefix: str, max_attempts: int | None, shards: int) -> QueueCore | ShardedCore:
     """The core for a queue: one tag (shards=1, the keys carry ``{name}``) or several.
@@ -361,7 +404,13 @@ class QueueBase(Generic[ClientT]):
     """What the sync and the async queue share besides the core: construction, name and repr."""
 
     def __init__(
-        self, client: ClientT, name: str, *, prefix: str = "delayq", max_attempts: int | None = None, shards: int = 1
+        self,
+        client: ClientT,
+        name: str,
+        *,
+        prefix: str = "delayq",
+        max_attempts: int | None = DEFAULT_MAX_ATTEMPTS,
+        shards: int = 1,
     ) -> None:
         check_client(client)
         self._client = client

@@ -29,7 +29,8 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         name: The queue's name: 1-200 characters, no ``{`` or ``}``.
         prefix: The first part of every key (``delayq:{name}:due`` ...).
         max_attempts: A job claimed this many times and not acked goes to the
-            dead letters instead of being delivered again; None = never.
+            dead letters instead of being delivered again; default 20
+            (``delayq.DEFAULT_MAX_ATTEMPTS``); None = never.
         shards: Spread the queue over this many hash tags (1-256), so that on a
             Redis Cluster its load spreads over the masters. Ordering is then by
             due time within a shard and only approximate across shards; see

@@ -18,6 +18,7 @@ from redis.crc import key_slot
 import delayq
 from delayq._core import Call, Step
 from delayq._server import RedisCluster, ServerUnavailable
+from delayq.periodic import PeriodicJob, Scheduler, every
 from tests.conftest import no_server, unique_name
 
 T = TypeVar("T")
@@ -50,6 +51,10 @@ def every_operation(q: delayq.Queue) -> None:
     assert [j.id for j in q.list_jobs("ready").jobs] == ["e"]
     assert q.pause() and q.dequeue() == [] and q.resume()
     assert q.cancel("e")
+    scheduler = Scheduler(q, [PeriodicJob("beat", every(3600), b"p", missed="run_once")])
+    assert len(scheduler.run_pending()) == 1
+    assert scheduler.state()[0].last_ms is not None
+    assert q.purge() == 1
 
 
 def recorded_calls(q: delayq.Queue) -> list[Call]:

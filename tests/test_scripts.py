@@ -12,6 +12,7 @@ from redis.crc import key_slot
 import delayq
 from delayq._core import SCRIPT_KEYS, SENTINEL, QueueCore
 from delayq._scripts import SCRIPTS
+from delayq.periodic import PeriodicJob, Scheduler, every
 from tests.conftest import unique_name
 
 # the README's ACL line gives exactly these
@@ -103,6 +104,8 @@ def test_scripts_touch_only_the_queues_keys(redis_url: str) -> None:
         q.pause()
         q.resume()
         q.purge()
+        scheduler = Scheduler(q, [PeriodicJob("beat", every(3600), b"p", missed="run_once")])
+        assert len(scheduler.run_pending()) == 1 and scheduler.state()[0].last_ms is not None
         with pytest.raises(delayq.ScriptError, match=r"(?i)no permissions|NOPERM"):
             delayq.Queue(client, other).enqueue(b"x")
         client.close()

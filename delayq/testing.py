@@ -1,0 +1,360 @@
+"""Helpers for testing code that uses delayq: a clock you control, and a runner that works off due jobs inline.
+
+    import fakeredis
+    from delayq import Queue
+    from delayq.testing import frozen_clock, run_due
+
+    queue = Queue(fakeredis.FakeRedis(), "emails")
+    with frozen_clock(queue) as clock:
+        queue.enqueue(b"hi", delay=3600)
+        assert run_due(queue, handler) == []      # not due yet
+        clock.advance(3600)
+        [outcome] = run_due(queue, handler)       # runs now, inline
+        assert outcome.kind == "processed"
+
+Both work on fakeredis and on a real server, for ``delayq.Queue``, ``delayq.aio.Queue``
+(``arun_due``) and sharded queues. The clock is the queue's own: every script of the queue
+takes "now" from it instead of the server's TIME, so delays, due times, lock expiry and
+retry backoff all follow it, and so do periodic schedulers on that queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import random
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal, Union
+
+from . import aio
+from ._core import MAX_BATCH, MAX_LOCK_TTL_S, Duration, _check_int, to_ms
+from ._errors import InvalidArgument, InvalidType
+from ._hooks import Decision, JobPolicy, check_attempts, decide
+from ._sync import Queue
+from ._types import Job
+from ._worker_core import Backoff
+from .tasks import Tasks
+
+__all__ = ["Clock", "Outcome", "OutcomeKind", "arun_due", "frozen_clock", "run_due"]
+
+OutcomeKind = Literal["processed", "retried", "dead_lettered", "dropped", "lock_lost"]
+
+
+class Clock:
+    """A clock for queues, frozen until you move it. Times are ms since the epoch, as the server's.
+
+    Made by :func:`frozen_clock`.
+    """
+
+    def __init__(self, start_ms: int) -> None:
+        self._ms = start_ms
+
+    def __call__(self) -> int:
+        return self._ms
+
+    @property
+    def now_ms(self) -> int:
+        """The clock's time, ms since the epoch."""
+        return self._ms
+
+    def now(self) -> datetime:
+        """The clock's time as an aware UTC datetime."""
+        return datetime.fromtimestamp(self._ms / 1000, tz=timezone.utc)
+
+    def advance(self, by: Duration) -> int:
+        """Move the clock forward by seconds (int/float) or a timedelta; returns the new time in ms.
+
+        Raises:
+            InvalidType, InvalidArgument: A negative or bad duration.
+        """
+        self._ms += to_ms(by, "advance", minimum_ms=0, maximum_s=100 * 365 * 24 * 3600)
+        return self._ms
+
+    def set(self, when: datetime) -> int:
+        """Move the clock to an aware datetime (forward or back); returns the new time in ms.
+
+        Raises:
+            InvalidType, InvalidArgument: Not an aware datetime.
+        """
+        if not isinstance(when, datetime):
+            raise InvalidType(f"when must be a datetime, got {when!r}")
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise InvalidArgument(f"when must be timezone-aware, got {when!r}")
+        self._ms = round(when.timestamp() * 1000)
+        return self._ms
+
+    def __repr__(self) -> str:
+        return f"<delayq test Clock {self.now().isoformat(timespec='milliseconds')}>"
+
+
+def _core_of(queue: object) -> Any:
+    core = getattr(queue, "_core", None)
+    if core is None or not hasattr(core, "clock"):
+        raise InvalidType(f"expected a delayq queue (Queue, aio.Queue), got {queue!r:.80}")
+    return core
+
+
+@contextlib.contextmanager
+def frozen_clock(*queues: object, start: datetime | None = None) -> Iterator[Clock]:
+    """Give queues a clock that stands still until the test moves it; restore the server's clock after.
+
+    Args:
+        *queues: ``delayq.Queue`` or ``delayq.aio.Queue`` objects (sharded or not) that share the clock.
+        start: An aware datetime to start from; default now (so jobs enqueued before stay in time).
+
+    Yields:
+        The :class:`Clock`.
+
+    Raises:
+        InvalidType, InvalidArgument: Something that is not a queue, or a naive ``start``.
+    """
+    cores = [_core_of(q) for q in queues]
+    if not cores:
+        raise InvalidArgument("frozen_clock needs at least one queue")
+    clock = Clock(int(time.time() * 1000))
+    if start is not None:
+        clock.set(start)
+    previous = [core.clock for core in cores]
+    for core in cores:
+        core.clock = clock
+    try:
+        yield clock
+    finally:
+        for core, before in zip(cores, previous, strict=True):
+            core.clock = before
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one job in :func:`run_due`.
+
+    Attributes:
+        job: The job as it was claimed (``job.attempts`` counts this run).
+        kind: "processed" (returned; acked), "retried" (failed; due again after ``delay``),
+            "dead_lettered" (failed for good, or claimed more often than allowed), "dropped"
+            (``Fail(dead=False)``: acked, gone) or "lock_lost" (the job was cancelled meanwhile).
+        result: What the handler returned.
+        error: The error text kept with the job.
+        delay: Seconds until the retry is due.
+    """
+
+    job: Job
+    kind: OutcomeKind
+    result: Any = None
+    error: str | None = None
+    delay: float | None = None
+
+    @property
+    def id(self) -> str:
+        """The job's id."""
+        return self.job.id
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    batch: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    job: Job
+    timeout: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Ack:
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class _Nack:
+    job: Job
+    decision: Decision
+
+
+_Step = Union[_Claim, _Run, _Ack, _Nack]
+
+
+def _plan(
+    handler: object, policy: Callable[[Job], JobPolicy | None] | None, backoff: Backoff | None, limit: int, lock_ttl: Duration
+) -> tuple[Callable[[Job], JobPolicy | None] | None, Backoff]:
+    if not callable(handler):
+        raise InvalidType(f"handler must be callable (or a delayq.tasks.Tasks), got {handler!r:.80}")
+    if policy is not None and not callable(policy):
+        raise InvalidType(f"policy must be callable, got {policy!r:.80}")
+    if backoff is not None and not isinstance(backoff, Backoff):
+        raise InvalidType(f"backoff must be a delayq.Backoff, got {backoff!r:.80}")
+    _check_int(limit, "limit", 1, 10**6)
+    to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)
+    return policy, (backoff or Backoff()).check()
+
+
+def _inline(
+    policy: Callable[[Job], JobPolicy | None] | None, backoff: Backoff, limit: int, queue_max_attempts: int | None
+) -> Generator[_Step, Any, list[Outcome]]:
+    """The runner without I/O: claims, runs, and settles each job as a worker does (see delayq._hooks)."""
+    rng = random.Random()
+    outcomes: list[Outcome] = []
+    while len(outcomes) < limit:
+        jobs: list[Job] = yield _Claim(min(MAX_BATCH, limit - len(outcomes)))
+        if not jobs:
+            break
+        for job in jobs:
+            rules = None if policy is None else policy(job)
+            verdict = check_attempts(job, rules)
+            if verdict is None:
+                result, exc = yield _Run(job, None if rules is None else rules.timeout)
+                if exc is None:
+                    acked = yield _Ack(job)
+                    outcomes.append(Outcome(job, "processed" if acked else "lock_lost", result))
+                    continue
+                verdict = decide(job, exc, rules, queue_max_attempts=queue_max_attempts, backoff=backoff, rng=rng)
+            if verdict.action == "drop":
+                acked = yield _Ack(job)
+                outcomes.append(Outcome(job, "dropped" if acked else "lock_lost", error=verdict.error))
+                continue
+            code = yield _Nack(job, verdict)
+            if code == 1:
+                outcomes.append(Outcome(job, "retried", error=verdict.error, delay=verdict.delay))
+            elif code == 2:
+                outcomes.append(Outcome(job, "dead_lettered", error=verdict.error))
+            else:
+                outcomes.append(Outcome(job, "lock_lost", error=verdict.error))
+    return outcomes
+
+
+def _limit_of(decision: Decision) -> int | None:
+    return 1 if decision.action == "dead" else decision.max_attempts
+
+
+def run_due(
+    queue: Queue,
+    handler: Callable[[Job], Any] | Tasks,
+    *,
+    policy: Callable[[Job], JobPolicy | None] | None = None,
+    backoff: Backoff | None = None,
+    lock_ttl: Duration = 30,
+    limit: int = 1000,
+) -> list[Outcome]:
+    """Run every due job of a queue now, inline, with the worker's retry and dead-letter behaviour.
+
+    Each job is claimed, run, and then acked (it returned), retried after the backoff (it raised;
+    ``Retry`` chooses the delay), or dead-lettered (its attempts are used up, or it raised
+    ``Fail``). Jobs that come due again during the call (a retry with no delay) run again, up to
+    ``limit`` runs in all. With a :func:`frozen_clock`, retries wait until the clock is advanced.
+
+    Args:
+        queue: A ``delayq.Queue``.
+        handler: Called with each Job (an ``async def`` runs in ``asyncio.run``); or a
+            ``delayq.tasks.Tasks``, which runs each job's task with the task's own policy.
+        policy: ``policy(job)`` giving per-job settings (a Tasks registry brings its own).
+        backoff: Retry delays when no policy gives one; default ``Backoff()``, as the worker's.
+        lock_ttl: Each claim's lock.
+        limit: The most runs in one call.
+
+    Returns:
+        What happened to each job, in order.
+
+    Raises:
+        InvalidType, InvalidArgument: A bad argument, before any job is claimed.
+    """
+    if isinstance(handler, Tasks):
+        registry = handler
+        handler, policy = registry.run, policy or registry.policy
+    if not isinstance(queue, Queue) and not hasattr(queue, "_drive"):
+        raise InvalidType(f"queue must be a delayq.Queue (use arun_due for delayq.aio.Queue), got {queue!r:.80}")
+    rules, curve = _plan(handler, policy, backoff, limit, lock_ttl)
+    core = _core_of(queue)
+    steps = _inline(rules, curve, limit, core.max_attempts)
+    reply: Any = None
+    try:
+        while True:
+            step = steps.send(reply)
+            if isinstance(step, _Claim):
+                reply = queue.dequeue(step.batch, lock_ttl)
+            elif isinstance(step, _Run):
+                reply = _call(handler, step)
+            elif isinstance(step, _Ack):
+                reply = queue.ack(step.job)
+            else:
+                reply = queue._drive(
+                    core.nack_limited(step.job, step.decision.delay, step.decision.error, max_attempts=_limit_of(step.decision))
+                )
+    except StopIteration as stop:
+        done: list[Outcome] = stop.value
+        return done
+
+
+def _call(handler: Callable[[Job], Any], step: _Run) -> tuple[Any, BaseException | None]:
+    started = time.monotonic()
+    try:
+        result = handler(step.job)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_bounded(result, step.timeout))
+    except Exception as exc:
+        return None, exc
+    if step.timeout is not None and time.monotonic() - started > step.timeout:
+        return None, TimeoutError(f"the handler ran longer than its timeout of {step.timeout:g}s")
+    return result, None
+
+
+async def _bounded(awaitable: Any, timeout: float | None) -> Any:
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"the handler ran longer than its timeout of {timeout:g}s") from None
+
+
+async def arun_due(
+    queue: aio.Queue,
+    handler: Callable[[Job], Any] | Tasks,
+    *,
+    policy: Callable[[Job], JobPolicy | None] | None = None,
+    backoff: Backoff | None = None,
+    lock_ttl: Duration = 30,
+    limit: int = 1000,
+) -> list[Outcome]:
+    """:func:`run_due` for a ``delayq.aio.Queue``: an ``async def`` handler is awaited (with its
+    timeout), a plain one is called; a Tasks registry runs plain tasks on a thread."""
+    if isinstance(handler, Tasks):
+        registry = handler
+        handler, policy = registry.arun, policy or registry.policy
+    if not isinstance(queue, aio.Queue):
+        raise InvalidType(f"queue must be a delayq.aio.Queue (use run_due for delayq.Queue), got {queue!r:.80}")
+    rules, curve = _plan(handler, policy, backoff, limit, lock_ttl)
+    core = queue._core
+    steps = _inline(rules, curve, limit, core.max_attempts)
+    reply: Any = None
+    try:
+        while True:
+            step = steps.send(reply)
+            if isinstance(step, _Claim):
+                reply = await queue.dequeue(step.batch, lock_ttl)
+            elif isinstance(step, _Run):
+                reply = await _acall(handler, step)
+            elif isinstance(step, _Ack):
+                reply = await queue.ack(step.job)
+            else:
+                reply = await queue._drive(
+                    core.nack_limited(step.job, step.decision.delay, step.decision.error, max_attempts=_limit_of(step.decision))
+                )
+    except StopIteration as stop:
+        done: list[Outcome] = stop.value
+        return done
+
+
+async def _acall(handler: Callable[[Job], Any], step: _Run) -> tuple[Any, BaseException | None]:
+    started = time.monotonic()
+    try:
+        result = handler(step.job)
+        if inspect.isawaitable(result):
+            result = await _bounded(result, step.timeout)
+    except Exception as exc:
+        return None, exc
+    if step.timeout is not None and time.monotonic() - started > step.timeout:
+        return None, TimeoutError(f"the handler ran longer than its timeout of {step.timeout:g}s")
+    return result, None

@@ -1,0 +1,74 @@
+--[[ schedule: enqueue a periodic job's runs, each slot at most once however many schedulers call.
+The `periodic` hash keeps, per periodic job name, the latest slot enqueued and the fingerprint
+of the schedule that computed it. No other script touches it: it outlives the run's ack, cancel
+and purge, so a slot whose run is finished and gone is still never enqueued again. A fingerprint
+other than the stored one means the schedule was changed: the old marker no longer counts.
+KEYS[1] due       (zset)  job id -> due time ms
+KEYS[2] payload   (hash)  job id -> payload
+KEYS[3] wake      (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
+KEYS[4] periodic  (hash)  periodic job name -> "<latest slot enqueued, ms> <schedule fingerprint>"
+ARGV[1] name       (string) the periodic job's name
+ARGV[2] spec       (string) the schedule's fingerprint (no spaces)
+ARGV[3] payload    (bytes)  every run's payload
+ARGV[4] catchup    (ms)     a past slot to run once, due at once, if newer than the marker: the
+                            missed-run policy "run_once"; "" = none
+ARGV[5] catchup_id (string) its job id ("<name>@<slot>")
+ARGV[6] cold       (flag)   "1": without a marker here, still run the catch-up (a sharded queue's
+                            client found the job's marker in another shard); "0": only with one
+ARGV[7] upcoming   (ms)     the next slot: enqueued, due at that time, if newer than the marker; "" = none
+ARGV[8] upcoming_id (string) its job id
+Returns: array of 3: catch-up stored (1/0), upcoming stored (1/0), the server's now (ms, integer string).
+  A slot not newer than the marker, or whose id exists in the queue, is not stored.
+Cost: O(log N); at most 11 redis.call. Wakes one blocked consumer when a run becomes the earliest due.
+]]
+local rcall = redis.call
+local due_key, payload_key, wake_key, periodic_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local name, spec, payload = ARGV[1], ARGV[2], ARGV[3]
+local catchup, catchup_id, cold = ARGV[4], ARGV[5], ARGV[6]
+local upcoming, upcoming_id = ARGV[7], ARGV[8]
+
+local t = rcall('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local last
+local marker = rcall('HGET', periodic_key, name)
+if marker then
+  local slot, fingerprint = string.match(marker, '^(%d+) (.*)$')
+  if fingerprint == spec then last = tonumber(slot) end
+end
+
+local function store(slot, id)
+  -- payload before score, as enqueue.lua writes
+  if rcall('HGET', payload_key, id) then return 0 end
+  local score = string.format('%d', slot)
+  local head = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
+  rcall('HSET', payload_key, id, payload)
+  rcall('ZADD', due_key, score, id)
+  if #head == 0 or tonumber(head[2]) > slot then
+    rcall('LPUSH', wake_key, '1')
+    rcall('LTRIM', wake_key, 0, 0)
+  end
+  return 1
+end
+
+local result = {0, 0, string.format('%d', now)}
+local newest = last
+if catchup ~= '' and (last ~= nil or cold == '1') then
+  local slot = tonumber(catchup)
+  if last == nil or slot > last then
+    result[1] = store(slot, catchup_id)
+    newest = slot
+  end
+end
+if upcoming ~= '' then
+  local slot = tonumber(upcoming)
+  if newest == nil or slot > newest then
+    result[2] = store(slot, upcoming_id)
+    newest = slot
+  end
+end
+-- the marker last: a call stopped before it leaves stored runs whose ids keep them from doubling
+if newest ~= nil and newest ~= last then
+  rcall('HSET', periodic_key, name, string.format('%d', newest) .. ' ' .. spec)
+end
+return result
