@@ -36,7 +36,7 @@ from uuid import uuid4
 import redis
 import redis.cluster
 
-from ._cli import CliError, check_url, checked_client
+from ._cli_base import CliError, check_url, checked_client
 from ._server import RedisCluster, RedisServer, ServerUnavailable
 from ._sync import Queue
 from .roundtrip import RoundTripQueue

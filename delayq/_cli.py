@@ -1,4 +1,9 @@
-"""The `delayq` commands that work on a queue: stats, peek, enqueue, cancel, dead, redrive, purge, worker."""
+"""The `delayq` command line: its parser and :func:`main`, and the commands that work on a queue
+(stats, peek, enqueue, cancel, dead, redrive, purge, worker); ``delayq bench`` is ``delayq._bench``.
+
+Exit status: 0 success, 1 a runtime failure (e.g. Redis unreachable), 2 bad usage.
+Errors are one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -11,71 +16,29 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
-import redis.cluster
-import redis.exceptions
 
-from . import aio
+from . import __version__, _bench, aio
+from ._cli_base import CliError, checked_client, exit_status
 from ._errors import DelayqError
 from ._sync import Queue
 from ._types import DeadJob, PendingJob
 from ._worker import Worker
 
-__all__ = ["COMMANDS", "CliError", "add_queue_commands", "check_url", "checked_client"]
+__all__ = ["COMMANDS", "add_queue_commands", "build_parser", "main", "run_command"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
-
-
-class CliError(Exception):
-    """A one-line error for the user; ``code`` is the exit status (1 runtime, 2 usage)."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def resolve_url(explicit: str | None) -> str:
     """--url, else $DELAYQ_REDIS_URL, else $REDIS_URL, else localhost."""
     return explicit or os.environ.get("DELAYQ_REDIS_URL") or os.environ.get("REDIS_URL") or DEFAULT_URL
-
-
-def check_url(url: str) -> str:
-    """Reject a URL redis-py cannot parse, with a one-line reason.
-
-    Raises:
-        CliError: Not a redis://, rediss:// or unix:// URL (exit 2).
-    """
-    try:
-        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise CliError(f"bad Redis URL {url!r}: {exc}", 2) from exc
-    return url
-
-
-def checked_client(url: str, *, cluster: bool = False) -> Any:
-    """A sync client for ``url`` (a RedisCluster with ``cluster``) that has answered PING.
-
-    Raises:
-        CliError: A malformed URL (exit 2) or a server that does not answer (exit 1).
-    """
-    check_url(url)
-    try:
-        client: Any
-        if cluster:
-            client = redis.cluster.RedisCluster.from_url(url, socket_connect_timeout=3)
-        else:
-            client = redis.Redis.from_url(url, socket_connect_timeout=3)
-        client.ping()
-    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
-        # RedisClusterException (e.g. --cluster on a standalone server) is not a RedisError
-        raise CliError(f"cannot reach Redis at {url}: {exc}") from exc
-    return client
 
 
 def connect(args: argparse.Namespace) -> Any:
@@ -343,3 +306,36 @@ def run_command(args: argparse.Namespace) -> int:
         raise CliError(str(exc), 2) from exc
     except redis.RedisError as exc:
         raise CliError(f"Redis error: {exc}") from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one subcommand per action."""
+    parser = argparse.ArgumentParser(
+        prog="delayq",
+        description="delayq: a delayed-job queue on Redis. Exit status: 0 success, 1 failure, 2 bad usage.",
+    )
+    parser.add_argument("--version", action="version", version=f"delayq {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark the Lua queue against the per-item round-trip version",
+        description=(_bench.__doc__ or "").split("\n\n")[0],
+    )
+    _bench.add_arguments(bench)
+    add_queue_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line (``delayq``, ``python -m delayq``).
+
+    Args:
+        argv: The arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status.
+    """
+    opts = build_parser().parse_args(argv)
+    if opts.command == "bench":
+        return exit_status("delayq bench", lambda: _bench.run(opts))
+    return exit_status(f"delayq {opts.command}", lambda: run_command(opts))

@@ -1,0 +1,80 @@
+"""What every ``delayq`` command stands on, the queue commands (``_cli``) and the bench (``bench``) alike.
+
+:class:`CliError`, the one-line error with its exit status; the checked connection
+(:func:`check_url`, :func:`checked_client`); and :func:`exit_status`, which turns both
+into what the user sees. A module of its own so that the CLI can import the bench and
+the bench these, with no import circle.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import redis
+import redis.cluster
+import redis.exceptions
+
+__all__ = ["CliError", "check_url", "checked_client", "exit_status"]
+
+
+class CliError(Exception):
+    """A one-line error for the user; ``code`` is the exit status (1 runtime, 2 usage)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def check_url(url: str) -> str:
+    """Reject a URL redis-py cannot parse, with a one-line reason.
+
+    Raises:
+        CliError: Not a redis://, rediss:// or unix:// URL (exit 2).
+    """
+    try:
+        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise CliError(f"bad Redis URL {url!r}: {exc}", 2) from exc
+    return url
+
+
+def checked_client(url: str, *, cluster: bool = False) -> Any:
+    """A sync client for ``url`` (a RedisCluster with ``cluster``) that has answered PING.
+
+    Raises:
+        CliError: A malformed URL (exit 2) or a server that does not answer (exit 1).
+    """
+    check_url(url)
+    try:
+        client: Any
+        if cluster:
+            client = redis.cluster.RedisCluster.from_url(url, socket_connect_timeout=3)
+        else:
+            client = redis.Redis.from_url(url, socket_connect_timeout=3)
+        client.ping()
+    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
+        # RedisClusterException (e.g. --cluster on a standalone server) is not a RedisError
+        raise CliError(f"cannot reach Redis at {url}: {exc}") from exc
+    return client
+
+
+def exit_status(name: str, action: Callable[[], int]) -> int:
+    """Run a command; a :class:`CliError` or Ctrl-C becomes one line on stderr, never a traceback.
+
+    Args:
+        name: How the error line names the command (``delayq stats``, ``benchmarks/scaling.py``).
+        action: The command, returning its exit status.
+
+    Returns:
+        The exit status: the action's, the error's ``code``, or 130 on Ctrl-C.
+    """
+    try:
+        return action()
+    except CliError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
