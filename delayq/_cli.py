@@ -1,5 +1,5 @@
 """The `delayq` command line: its parser and :func:`main`, and the commands that work on a queue
-(stats, peek, enqueue, cancel, dead, redrive, purge, worker); ``delayq bench`` is ``delayq._bench``.
+(stats, peek, enqueue, cancel, dead, redrive, purge, worker); ``delayq bench`` is ``delayq.bench``.
 
 Exit status: 0 success, 1 a runtime failure (e.g. Redis unreachable), 2 bad usage.
 Errors are one line on stderr, never a traceback.
@@ -24,7 +24,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 
-from . import __version__, _bench, aio
+from . import __version__, aio, bench
 from ._cli_base import CliError, checked_client, exit_status
 from ._errors import DelayqError
 from ._sync import Queue
@@ -316,12 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"delayq {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    bench = commands.add_parser(
-        "bench",
-        help="benchmark the Lua queue against the per-item round-trip version",
-        description=(_bench.__doc__ or "").split("\n\n")[0],
-    )
-    _bench.add_arguments(bench)
+    bench.add_arguments(commands.add_parser("bench", help="benchmark the Lua queue against the per-item round-trip version"))
     add_queue_commands(commands)
     return parser
 
@@ -337,5 +332,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     opts = build_parser().parse_args(argv)
     if opts.command == "bench":
-        return exit_status("delayq bench", lambda: _bench.run(opts))
+        return exit_status("delayq bench", lambda: bench.run(opts))
     return exit_status(f"delayq {opts.command}", lambda: run_command(opts))
