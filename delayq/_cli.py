@@ -15,6 +15,7 @@ import inspect
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -25,7 +26,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 
 from . import __version__, aio, bench
-from ._cli_base import CliError, checked_client, exit_status
+from ._cli_base import CliError, checked_client, exit_status, invocation
 from ._errors import DelayqError
 from ._sync import Queue
 from ._types import DeadJob, PendingJob
@@ -330,7 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status.
     """
-    opts = build_parser().parse_args(argv)
+    if argv is None:
+        args, program = sys.argv[1:], invocation()
+    else:
+        args, program = list(argv), ["delayq"]
+    opts = build_parser().parse_args(args)
     if opts.command == "bench":
-        return exit_status("delayq bench", lambda: bench.run(opts))
+        return exit_status("delayq bench", lambda: bench.run(opts, shlex.join([*program, *args])))
     return exit_status(f"delayq {opts.command}", lambda: run_command(opts))

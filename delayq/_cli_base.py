@@ -8,6 +8,7 @@ the bench these, with no import circle.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,7 @@ import redis
 import redis.cluster
 import redis.exceptions
 
-__all__ = ["CliError", "check_url", "checked_client", "exit_status"]
+__all__ = ["CliError", "check_url", "checked_client", "exit_status", "invocation"]
 
 
 class CliError(Exception):
@@ -78,3 +79,17 @@ def exit_status(name: str, action: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+
+
+def invocation() -> list[str]:
+    """How this process was started, as typed, without its arguments (for the bench's record).
+
+    ``python3 -m delayq``, ``delayq`` (the console script, whose interpreter line is not
+    what the user typed) or ``python3 benchmarks/scaling.py``.
+    """
+    interpreter = sys.orig_argv[: len(sys.orig_argv) - len(sys.argv)]  # the interpreter and its options
+    if "-m" in interpreter:
+        return sys.orig_argv[: len(interpreter) + 1]
+    if sys.argv[0].endswith(".py"):
+        return [*interpreter, sys.argv[0]]
+    return [os.path.basename(sys.argv[0])]

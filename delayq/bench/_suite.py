@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from .._cli_base import CliError, exit_status
+from .._cli_base import CliError, exit_status, invocation
 from . import cluster, consumers, enqueue, lateness, scaling, throughput
 from ._harness import Phase, Progress, Targets, environment, open_target, plot, write_json
 
@@ -75,11 +76,12 @@ def _positive(text: str) -> int:
     return value
 
 
-def run(opts: argparse.Namespace) -> int:
+def run(opts: argparse.Namespace, command: str) -> int:
     """Run the phases ``opts.only`` names (default all), print the report, write the JSON and the plot if asked.
 
     Args:
         opts: Options from a parser set up by :func:`add_arguments`.
+        command: The command line that asked for this run, recorded in the JSON.
 
     Returns:
         The exit status (0).
@@ -100,7 +102,7 @@ def run(opts: argparse.Namespace) -> int:
     target = open_target(opts.url or os.environ.get("DELAYQ_REDIS_URL"), lambda line: print(line, file=sys.stderr))
     try:
         results: dict[str, Any] = {"environment": environment(target), "rounds": opts.rounds, "full": opts.full}
-        results["command"] = "delayq bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "delayq bench"
+        results["command"] = command
         progress = Progress(opts.quiet)
         for phase in phases:
             started = time.perf_counter()
@@ -146,7 +148,11 @@ def run_script(phase: str, argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status: 0, 1 on a runtime failure, 2 on bad usage.
     """
-    parser = argparse.ArgumentParser(prog=f"python benchmarks/{phase}.py")
+    if argv is None:
+        args, program = sys.argv[1:], invocation()
+    else:
+        args, program = list(argv), ["python", f"benchmarks/{phase}.py"]
+    parser = argparse.ArgumentParser(prog=" ".join(program))
     add_arguments(parser, phase=phase)
-    opts = parser.parse_args(argv)
-    return exit_status(parser.prog, lambda: run(opts))
+    opts = parser.parse_args(args)
+    return exit_status(parser.prog, lambda: run(opts, shlex.join([*program, *args])))
