@@ -1,7 +1,8 @@
-"""`delayq bench`: argument handling, the fakeredis fallback, a short real run, the command line it records."""
+"""`delayq bench`: argument handling, the fakeredis fallback, a short real run, the benchmarks/ scripts."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shlex
@@ -107,3 +108,25 @@ def test_json_records_the_command_line_given(program: list[str], tmp_path: Path)
     assert data["command"] == shlex.join(argv)
     assert data["full"] is True
     assert [k for k in data if k in PHASES] == ["enqueue"]
+
+
+def test_every_phase_has_its_module_and_a_runnable_script() -> None:
+    scripts = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py"))
+    assert scripts == sorted(PHASES)
+    for name, phase in PHASES.items():
+        assert phase.name == name
+        assert importlib.import_module(f"delayq.bench.{name}").PHASE is phase
+        result = subprocess.run(
+            [sys.executable, f"benchmarks/{name}.py", "--help"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env=checkout_env(),
+        )
+        assert result.returncode == 0, result.stderr
+        text = " ".join(result.stdout.split())
+        assert f"benchmarks/{name}.py [-h] [--url URL]" in text
+        assert phase.summary[1:] in text  # the phase's own help (its first letter is capitalised there)
+        assert "--only" not in result.stdout
