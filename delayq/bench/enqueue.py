@@ -67,9 +67,9 @@ def report(result: Result) -> str:
     )
 
 
-def targets(result: Result | None, check: Targets) -> None:
+def targets(result: Result | None, goals: Targets) -> None:
     many = (result or {}).get("lua enqueue_many")
-    check.check("enqueue_many at 1000 per call", many["items_per_s"] if many else None, 200_000, True, " items/s")
+    goals.check("enqueue_many at 1000 per call", many["items_per_s"] if many else None, 200_000, True, " items/s")
 
 
 PHASE = Phase(

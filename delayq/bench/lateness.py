@@ -113,8 +113,8 @@ def report(result: Result) -> str:
     )
 
 
-def targets(result: Result | None, check: Targets) -> None:
-    check.check("lateness p99 at 1,000 jobs/s, 2 worker processes", (result or {}).get("p99_ms"), 2, False, " ms")
+def targets(result: Result | None, goals: Targets) -> None:
+    goals.check("lateness p99 at 1,000 jobs/s, 2 worker processes", (result or {}).get("p99_ms"), 2, False, " ms")
 
 
 def plot(result: Result, ax: Any) -> None:

@@ -153,20 +153,20 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def targets(result: Result | None, check: Targets) -> None:
+def targets(result: Result | None, goals: Targets) -> None:
     if result is None:
-        check.check("dequeue server cost at the largest vs the smallest queue", None, 1.3, False, "x")
-        check.check("dequeue server cost with jobs locked at the head vs none", None, 1.3, False, "x")
+        goals.check("dequeue server cost at the largest vs the smallest queue", None, 1.3, False, "x")
+        goals.check("dequeue server cost with jobs locked at the head vs none", None, 1.3, False, "x")
         return
     last = result["sizes"][-1]
-    check.check(
+    goals.check(
         f"dequeue server cost at {last['queued']:,} vs {result['sizes'][0]['queued']:,} queued",
         last["ratio_server"],
         1.3,
         False,
         "x",
     )
-    check.check(
+    goals.check(
         f"dequeue server cost with {result['locked']:,} locked vs none", result["in_flight"]["lua_ratio_server"], 1.3, False, "x"
     )
 
