@@ -1,11 +1,15 @@
-"""Benchmark: claim time minus due time (server clock), p50/p99/max, at 1,000 jobs/s with two consumers.
+"""Benchmark phase `lateness`, runnable alone (its measurement, table and targets: delayq/bench/lateness.py).
 
-Runs alone: `python benchmarks/lateness.py [--url URL] [--full] [--json PATH]` (same options as `delayq bench`).
+Jobs with random short delays at a fixed rate: p50/p99/max of claim time - due time.
+
+    python benchmarks/lateness.py [--url URL] [--full] [--json PATH] [--plot PATH]
+
+takes the options of `delayq bench`, which runs this phase as `delayq bench --only lateness`.
 """
 
 import sys
 
-from delayq.__main__ import main
+from delayq.bench import run_script
 
 if __name__ == "__main__":
-    sys.exit(main(["bench", "--only", "lateness", *sys.argv[1:]]))
+    sys.exit(run_script("lateness"))

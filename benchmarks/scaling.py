@@ -1,11 +1,15 @@
-"""Benchmark: dequeue cost vs queue size (10^4, 10^5; 10^6 with --full) and vs 10^4 jobs locked at the head.
+"""Benchmark phase `scaling`, runnable alone (its measurement, table and targets: delayq/bench/scaling.py).
 
-Runs alone: `python benchmarks/scaling.py [--url URL] [--full] [--json PATH]` (same options as `delayq bench`).
+Dequeue cost at 10^4/10^5 (10^6 with --full) queued, and with 10^4 locked at the head.
+
+    python benchmarks/scaling.py [--url URL] [--full] [--json PATH] [--plot PATH]
+
+takes the options of `delayq bench`, which runs this phase as `delayq bench --only scaling`.
 """
 
 import sys
 
-from delayq.__main__ import main
+from delayq.bench import run_script
 
 if __name__ == "__main__":
-    sys.exit(main(["bench", "--only", "scaling", *sys.argv[1:]]))
+    sys.exit(run_script("scaling"))

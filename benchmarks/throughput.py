@@ -1,11 +1,15 @@
-"""Benchmark: dequeue+ack items/s, Lua vs the per-item round-trip queue, batch 1/10/100/1000, with server µs per item.
+"""Benchmark phase `throughput`, runnable alone (its measurement, table and targets: delayq/bench/throughput.py).
 
-Runs alone: `python benchmarks/throughput.py [--url URL] [--full] [--json PATH]` (same options as `delayq bench`).
+Dequeue+ack items/s, Lua vs round trip, batch 1/10/100/1000, with server µs/item.
+
+    python benchmarks/throughput.py [--url URL] [--full] [--json PATH] [--plot PATH]
+
+takes the options of `delayq bench`, which runs this phase as `delayq bench --only throughput`.
 """
 
 import sys
 
-from delayq.__main__ import main
+from delayq.bench import run_script
 
 if __name__ == "__main__":
-    sys.exit(main(["bench", "--only", "throughput", *sys.argv[1:]]))
+    sys.exit(run_script("throughput"))

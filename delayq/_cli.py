@@ -1,124 +1,51 @@
-"""The `delayq` commands that work on a queue: stats, peek, enqueue, cancel, dead, redrive, purge, worker."""
+"""The `delayq` command line: its parser and :func:`main`, and the commands that work on a queue
+(stats, peek, enqueue, cancel, dead, redrive, purge, worker); ``delayq bench`` is ``delayq.bench``.
+
+Exit status: 0 success, 1 a runtime failure (e.g. Redis unreachable), 2 bad usage.
+Errors are one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import importlib
 import inspect
 import json
 import logging
 import os
+import shlex
 import sys
-from collections.abc import Callable
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
-import redis.cluster
-import redis.exceptions
 
-from . import aio
+from . import __version__, _cli_admin, aio, bench
+from ._cli_base import (
+    DEFAULT_URL,
+    CliError,
+    emit,
+    exit_status,
+    invocation,
+    iso,
+    max_attempts_of,
+    open_queue,
+    payload_fields,
+    preview,
+    resolve_url,
+)
 from ._core import DEFAULT_MAX_ATTEMPTS
 from ._errors import DelayqError
-from ._sync import Queue
 from ._types import DeadJob, PendingJob
 from ._worker import Worker
 from .periodic import AsyncScheduler, PeriodicJob, Scheduler
 from .tasks import Tasks
 
-__all__ = ["COMMANDS", "CliError", "add_queue_commands", "check_url", "checked_client"]
-
-DEFAULT_URL = "redis://localhost:6379/0"
-
-
-class CliError(Exception):
-    """A one-line error for the user; ``code`` is the exit status (1 runtime, 2 usage)."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def resolve_url(explicit: str | None) -> str:
-    """--url, else $DELAYQ_REDIS_URL, else $REDIS_URL, else localhost."""
-    return explicit or os.environ.get("DELAYQ_REDIS_URL") or os.environ.get("REDIS_URL") or DEFAULT_URL
-
-
-def check_url(url: str) -> str:
-    """Reject a URL redis-py cannot parse, with a one-line reason.
-
-    Raises:
-        CliError: Not a redis://, rediss:// or unix:// URL (exit 2).
-    """
-    try:
-        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise CliError(f"bad Redis URL {url!r}: {exc}", 2) from exc
-    return url
-
-
-def checked_client(url: str, *, cluster: bool = False) -> Any:
-    """A sync client for ``url`` (a RedisCluster with ``cluster``) that has answered PING.
-
-    Raises:
-        CliError: A malformed URL (exit 2) or a server that does not answer (exit 1).
-    """
-    check_url(url)
-    try:
-        client: Any
-        if cluster:
-            client = redis.cluster.RedisCluster.from_url(url, socket_connect_timeout=3)
-        else:
-            client = redis.Redis.from_url(url, socket_connect_timeout=3)
-        client.ping()
-    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
-        # RedisClusterException (e.g. --cluster on a standalone server) is not a RedisError
-        raise CliError(f"cannot reach Redis at {url}: {exc}") from exc
-    return client
-
-
-def connect(args: argparse.Namespace) -> Any:
-    """The checked client for the command's --url / --cluster (see :func:`resolve_url`)."""
-    return checked_client(resolve_url(args.url), cluster=args.cluster)
-
-
-def open_queue(args: argparse.Namespace) -> Queue:
-    """The queue the command names, on a checked connection."""
-    return Queue(connect(args), args.queue, prefix=args.prefix, max_attempts=_max_attempts(args), shards=args.shards)
-
-
-def _max_attempts(args: argparse.Namespace) -> int | None:
-    """--max-attempts, where 0 means never (None)."""
-    return getattr(args, "max_attempts", DEFAULT_MAX_ATTEMPTS) or None
-
-
-def iso(ms: int) -> str:
-    """A server-clock time in ms as an ISO 8601 UTC string."""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
-
-
-def payload_fields(payload: bytes) -> dict[str, str]:
-    """A payload for JSON: as text when it is UTF-8, else base64."""
-    try:
-        return {"payload": payload.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"payload_base64": base64.b64encode(payload).decode("ascii")}
-
-
-def preview(payload: bytes, width: int = 60) -> str:
-    """A one-line look at a payload for tables."""
-    text = repr(payload)[2:-1]
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    """Print JSON with --json, else the human text."""
-    print(json.dumps(data, indent=2) if args.json else text)
-
+__all__ = ["COMMANDS", "add_queue_commands", "build_parser", "main", "run_command"]
 
 # ---------------------------------------------------------------- commands
 
@@ -302,7 +229,7 @@ async def _run_async_worker(
 ) -> int:
     url = resolve_url(args.url)
     client: Any = redis.asyncio.cluster.RedisCluster.from_url(url) if args.cluster else redis.asyncio.Redis.from_url(url)
-    queue = aio.Queue(client, args.queue, prefix=args.prefix, max_attempts=_max_attempts(args), shards=args.shards)
+    queue = aio.Queue(client, args.queue, prefix=args.prefix, max_attempts=max_attempts_of(args), shards=args.shards)
     scheduler = None
     if tasks is not None:
         tasks.bind(queue)
@@ -492,3 +419,38 @@ def run_command(args: argparse.Namespace) -> int:
         raise CliError(str(exc), 2) from exc
     except redis.RedisError as exc:
         raise CliError(f"Redis error: {exc}") from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one subcommand per action."""
+    parser = argparse.ArgumentParser(
+        prog="delayq",
+        description="delayq: a delayed-job queue on Redis. Exit status: 0 success, 1 failure, 2 bad usage.",
+    )
+    parser.add_argument("--version", action="version", version=f"delayq {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    bench.add_arguments(commands.add_parser("bench", help="benchmark the Lua queue against the per-item round-trip version"))
+    add_queue_commands(commands)
+    _cli_admin.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line (``delayq``, ``python -m delayq``).
+
+    Args:
+        argv: The arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status.
+    """
+    if argv is None:
+        args, program = sys.argv[1:], invocation()
+    else:
+        args, program = list(argv), ["delayq"]
+    opts = build_parser().parse_args(args)
+    if opts.command == "bench":
+        return exit_status("delayq bench", lambda: bench.run(opts, shlex.join([*program, *args])))
+    if opts.command in _cli_admin.COMMANDS:
+        return exit_status(f"delayq {opts.command}", lambda: _cli_admin.run_command(opts))
+    return exit_status(f"delayq {opts.command}", lambda: run_command(opts))

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from ._cli import CliError, connect, emit, iso, open_queue, payload_fields, resolve_url
+from ._cli_base import CliError, connect, emit, iso, open_queue, payload_fields, resolve_url
 from ._discover import find_queues
 from ._errors import DelayqError
 from ._inspect import QueueRef

@@ -1,9 +1,11 @@
-"""`delayq bench`: argument handling, the fakeredis fallback, and a short real run."""
+"""`delayq bench`: argument handling, the fakeredis fallback, a short real run, the benchmarks/ scripts."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from delayq.__main__ import main
+from delayq.bench import PHASES
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -21,7 +26,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         text=True,
         timeout=120,
         env=env or dict(os.environ),
+        cwd=ROOT,
     )
+
+
+def checkout_env(**changes: str) -> dict[str, str]:
+    """The environment, with this checkout's delayq first on the path (benchmarks/ scripts import it)."""
+    env = {k: v for k, v in os.environ.items() if k != "DELAYQ_REDIS_URL"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return {**env, **changes}
 
 
 @pytest.mark.parametrize("url", ["http://localhost:6379", "not a url", "redis://host:notaport"])
@@ -78,3 +91,43 @@ def test_fakeredis_fallback_says_so_loudly(tmp_path: Path) -> None:
     assert [row["batch"] for row in data["throughput"]["rows"]] == [1, 10, 100, 1000]
     assert all(row["round_trip"]["items_per_s"] > 0 for row in data["throughput"]["rows"])
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    "program", [["-m", "delayq", "bench", "--only", "enqueue"], ["benchmarks/enqueue.py"]], ids=["delayq-bench", "script"]
+)
+def test_json_records_the_command_line_given(program: list[str], tmp_path: Path) -> None:
+    # fakeredis (no redis-server on PATH): its enqueue sizes ignore --full, so the run is short either way
+    out = tmp_path / "r.json"
+    argv = [sys.executable, *program, "--full", "--rounds", "1", "--quiet", "--json", str(out)]
+    result = subprocess.run(
+        argv, check=False, capture_output=True, text=True, timeout=120, cwd=ROOT, env=checkout_env(PATH=str(tmp_path))
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["command"] == shlex.join(argv)
+    assert data["full"] is True
+    assert [k for k in data if k in PHASES] == ["enqueue"]
+
+
+def test_every_phase_has_its_module_and_a_runnable_script() -> None:
+    # dashboard.py measures the web extra's pages, not the queue: a script of its own, not a phase
+    scripts = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem != "dashboard")
+    assert scripts == sorted(PHASES)
+    for name, phase in PHASES.items():
+        assert phase.name == name
+        assert importlib.import_module(f"delayq.bench.{name}").PHASE is phase
+        result = subprocess.run(
+            [sys.executable, f"benchmarks/{name}.py", "--help"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env=checkout_env(),
+        )
+        assert result.returncode == 0, result.stderr
+        text = " ".join(result.stdout.split())
+        assert f"benchmarks/{name}.py [-h] [--url URL]" in text
+        assert phase.summary[1:] in text  # the phase's own help (its first letter is capitalised there)
+        assert "--only" not in result.stdout

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 import delayq
-from delayq.roundtrip import RoundTripQueue
+from delayq.bench._roundtrip import RoundTripQueue
 from tests.conftest import unique_name
 
 

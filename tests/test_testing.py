@@ -20,7 +20,7 @@ import delayq
 import delayq.aio
 import delayq.testing
 from delayq import Backoff, InvalidArgument, InvalidType, Job, JobPolicy, QueueStats
-from delayq._cli import _max_attempts
+from delayq._cli_base import max_attempts_of
 from delayq.testing import Clock, frozen_clock
 from tests.conftest import Env
 from tests.helpers_tasks import drain, real_queue
@@ -113,9 +113,9 @@ def test_none_still_means_retry_forever() -> None:
             assert [o.kind for o in delayq.testing.run_due(q, lambda job: 1 / 0)] == ["retried"]
             clock.advance(300)
     assert q.dead_letters() == []
-    assert _max_attempts(argparse.Namespace(max_attempts=0)) is None
-    assert _max_attempts(argparse.Namespace(max_attempts=5)) == 5
-    assert _max_attempts(argparse.Namespace()) == 20
+    assert max_attempts_of(argparse.Namespace(max_attempts=0)) is None
+    assert max_attempts_of(argparse.Namespace(max_attempts=5)) == 5
+    assert max_attempts_of(argparse.Namespace()) == 20
 
 
 def test_async_handlers_and_timeouts(env: Env) -> None:

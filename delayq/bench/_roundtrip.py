@@ -1,4 +1,4 @@
-"""The per-item round-trip queue of the Go original, kept as the benchmarks' baseline.
+"""The per-item round-trip queue of the Go original: the bench's baseline, private to it (not library API).
 
 ``../shared/reference/go-original.txt`` ("Redis delayed tasks with go") keeps a ZSET
 scored by due time and, to dequeue, reads the head of the set one item at a time
@@ -33,7 +33,7 @@ from collections.abc import Iterable
 
 import redis
 
-from ._core import (
+from .._core import (
     MAX_BATCH,
     MAX_DELAY_S,
     MAX_LOCK_TTL_S,
@@ -45,7 +45,7 @@ from ._core import (
     new_ids,
     to_ms,
 )
-from ._types import Job
+from .._types import Job
 
 __all__ = ["RoundTripQueue"]
 
