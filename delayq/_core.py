@@ -84,6 +84,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "purge": ("due", "lease", "dead", "payload", "meta", "errors", "wake"),
     "dead_letters": ("dead", "payload", "meta", "errors"),
     "redrive": ("dead", "due", "meta", "errors", "wake"),
+    "release": ("due", "lease", "meta", "wake"),
 }
 """The keys each script takes, in KEYS order, by role; each role is one key of the queue."""
 
@@ -420,6 +421,11 @@ class QueueCore:
         _utf8(text, "error")
         reply = yield self._call("nack", job.id, job.token, delay_ms, self.max_attempts or 0, text, self._now())
         return int(reply)
+
+    def release(self, job: Job) -> Op[bool]:
+        """Give a job back unfinished, its attempt undone; False if the lock was lost. See Queue.release."""
+        _check_job(job)
+        return int((yield self._call("release", job.id, job.token, self._now()))) == 1
 
     def extend(self, job: Job, lock_ttl: Duration) -> Op[int | None]:
         """Returns the new expiry in ms, or None if the lock was lost. See Queue.extend."""

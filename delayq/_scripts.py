@@ -25,6 +25,7 @@ _NAMES = (
     "peek",
     "purge",
     "redrive",
+    "release",
     "reschedule",
     "stats",
 )

@@ -212,6 +212,10 @@ class ShardedCore:
         """See Queue.nack."""
         return (yield from self.shard_of(_check_job(job).id).nack(job, delay, error))
 
+    def release(self, job: Job) -> Op[bool]:
+        """See Queue.release."""
+        return (yield from self.shard_of(_check_job(job).id).release(job))
+
     def extend(self, job: Job, lock_ttl: Duration) -> Op[int | None]:
         """See Queue.extend."""
         return (yield from self.shard_of(_check_job(job).id).extend(job, lock_ttl))

@@ -198,6 +198,8 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         """Give a claimed job back, due again after ``delay``.
 
         With ``max_attempts`` set and reached, the job goes to the dead letters instead.
+        This counts the claim as a failed attempt; to give back a job that did not
+        fail (on shutdown, say), use :meth:`release`.
 
         Args:
             job: A job returned by :meth:`dequeue`.
@@ -213,6 +215,31 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         Cost: one round trip, O(log N).
         """
         return self._drive(self._core.nack(job, delay, error)) > 0
+
+    def release(self, job: Job) -> bool:
+        """Give a claimed job back unfinished, due now, as if this claim had not happened.
+
+        For a job its holder gives up for its own reasons, not because the job
+        failed (a worker shutting down, a batch claimed but not started). Unlike
+        :meth:`nack`, the attempt this claim counted is undone: ``attempts`` goes
+        back to what it was before the claim, so a job on its last attempt is
+        never dead-lettered by a release, and its next claim has the same
+        ``attempts`` as this one. A kept error text stays. Wakes one consumer
+        waiting in a long-poll, as :meth:`nack` does.
+
+        Args:
+            job: A job returned by :meth:`dequeue`.
+
+        Returns:
+            True if given back; False if the lock was lost (expired, or the job
+            was cancelled or claimed again), in which case nothing is changed.
+
+        Raises:
+            InvalidType: ``job`` is not a Job.
+
+        Cost: one round trip, O(log N).
+        """
+        return self._drive(self._core.release(job))
 
     def extend(self, job: Job, lock_ttl: Duration = 30) -> bool:
         """Keep a long job locked: its lock now expires ``lock_ttl`` from the server's now.

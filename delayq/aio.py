@@ -102,6 +102,10 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
         """See :meth:`delayq.Queue.nack`."""
         return await self._drive(self._core.nack(job, delay, error)) > 0
 
+    async def release(self, job: Job) -> bool:
+        """See :meth:`delayq.Queue.release`."""
+        return await self._drive(self._core.release(job))
+
     async def extend(self, job: Job, lock_ttl: Duration = 30) -> bool:
         """See :meth:`delayq.Queue.extend`."""
         return await self._drive(self._core.extend(job, lock_ttl)) is not None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
+import delayq
 from delayq import Job, QueueStats, ScriptError
-from tests.conftest import Env
+from tests.conftest import Env, unique_name
 from tests.snapshots import snapshot
 
 
@@ -147,6 +149,67 @@ def test_nack_makes_the_job_due_again_after_the_delay(env: Env) -> None:
     (again,) = q.dequeue()
     assert again.attempts == 2
     assert q.nack(job) is False
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_release_gives_a_job_back_with_its_attempt_undone(env: Env, shards: int) -> None:
+    q = env.queue(max_attempts=2, shards=shards)
+    q.enqueue(b"x", id="j")
+    q.enqueue(b"later", id="later", delay=60)
+    (first,) = q.dequeue(5)
+    assert q.nack(first, error="first failure") is True
+    (job,) = q.dequeue(5)
+    assert job.attempts == 2  # the last attempt
+    assert q.release(job) is True
+    assert q.stats() == QueueStats(ready=1, delayed=1, in_flight=0, dead=0), "due now, never dead"
+    assert [(p.id, p.attempts) for p in q.peek(1)] == [("j", 1)]
+    assert q.release(job) is False, "the claim is over: its token holds nothing"
+    assert q.ack(job) is False
+    assert q.nack(job) is False
+    assert q.extend(job) is False
+    (again,) = q.dequeue(5)
+    assert (again.id, again.attempts) == ("j", 2), "the same attempt once more"
+    assert q.nack(again) is True  # a failure still counts: dead now
+    (dead,) = q.dead_letters()
+    assert (dead.id, dead.attempts, dead.error) == ("j", 2, "first failure"), "the error kept through the release"
+    # a first claim released leaves the job as it was before, never claimed, and no key behind
+    fresh_q = env.queue(shards=shards)
+    fresh_q.enqueue(b"y", id="k")
+    before = snapshot(env.raw, fresh_q)
+    (fresh,) = fresh_q.dequeue(5)
+    assert fresh_q.release(fresh) is True
+    assert {key: value for key, value in snapshot(env.raw, fresh_q).items() if not key.endswith(b":due")} == {
+        key: value for key, value in before.items() if not key.endswith(b":due")
+    }
+    assert [(p.id, p.attempts) for p in fresh_q.peek()] == [("k", 0)]
+
+
+def test_release_refuses_a_lost_lock_and_changes_nothing(env: Env) -> None:
+    q = env.queue()
+    q.enqueue(b"x", id="j")
+    (old,) = q.dequeue(lock_ttl=0.05)
+    time.sleep(0.08)
+    assert q.release(old) is False, "expired"
+    (new,) = q.dequeue(lock_ttl=30)
+    before = snapshot(env.raw, q)
+    assert q.release(old) is False, "claimed again by another"
+    assert snapshot(env.raw, q) == before
+    assert q.cancel("j")
+    assert q.release(new) is False, "cancelled"
+    assert snapshot(env.raw, q) == {}
+
+
+def test_release_wakes_a_waiting_consumer(env: Env) -> None:
+    name = unique_name()
+    q = env.queue(name)
+    q.enqueue(b"x", id="j")
+    (job,) = q.dequeue(1, lock_ttl=60)
+    timer = threading.Timer(0.3, lambda: delayq.Queue(env.raw, name).release(job))
+    timer.start()
+    # without a wake-up the waiter would sleep until the lock expires, past its wait
+    jobs = q.dequeue(5, wait=10)
+    timer.join()
+    assert [(j.id, j.attempts) for j in jobs] == [("j", 1)]
 
 
 def test_extend_keeps_the_job_locked(env: Env) -> None:

@@ -62,6 +62,8 @@ BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], type[DelayqError], s
     ("nack", (STALE,), {"error": 5}, InvalidType, "5"),
     ("nack", ({"id": "x"},), {}, InvalidType, "dict"),
     ("extend", (STALE, 0), {}, InvalidArgument, "lock_ttl"),
+    ("release", ("job-id",), {}, InvalidType, "job-id"),
+    ("release", ([STALE],), {}, InvalidType, "list"),
     ("extend", (STALE, INF), {}, InvalidArgument, "inf"),
     ("cancel", (None,), {}, InvalidType, "None"),
     ("cancel", ("",), {}, InvalidArgument, "empty"),
