@@ -200,5 +200,12 @@ class Worker(WorkerBase[Queue]):
         self._running.clear()
         for job, task in left:
             task.cancel()
-            await self.queue.nack(job, 0)
-            self.core.record(WorkerEvent("returned", job))
+            await self._release(job)
+
+    async def _release(self, job: Job) -> None:
+        """Give back a job that did not fail (DESIGN rule 7: no attempt used), and count what happened."""
+        try:
+            released: bool | BaseException = await self.queue.release(job)
+        except Exception as exc:
+            released = exc
+        self.core.returned(job, released)

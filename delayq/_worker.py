@@ -45,7 +45,8 @@ class Worker(WorkerBase[Queue]):
     - ``run()`` installs SIGTERM and SIGINT handlers (in the main thread): the first
       signal stops claiming, gives claimed-but-unstarted jobs back at once and lets
       running handlers finish within ``grace`` seconds; a second signal stops at
-      once, giving running jobs back too (at-least-once: they will run again).
+      once, giving running jobs back too (at-least-once: they will run again). A job
+      given back on a stop does not use an attempt (``Queue.release``).
 
     Args:
         queue: The queue to work on.
@@ -228,8 +229,7 @@ class Worker(WorkerBase[Queue]):
             for job in unstarted:
                 self._running.pop(job.id, None)
         for job in unstarted:
-            self.queue.nack(job, 0)
-            self.core.record(WorkerEvent("returned", job))
+            self._release(job)
         deadline = time.monotonic() + self.core.grace
         while self._running and not self._hard.is_set() and time.monotonic() < deadline:
             self._wait_result(min(0.05, max(0.0, deadline - time.monotonic())))
@@ -241,5 +241,12 @@ class Worker(WorkerBase[Queue]):
             left = list(self._running.values())
             self._running.clear()
         for job in left:  # hard stop or grace over: back to the queue now, not after the lock expires
-            self.queue.nack(job, 0)
-            self.core.record(WorkerEvent("returned", job))
+            self._release(job)
+
+    def _release(self, job: Job) -> None:
+        """Give back a job that did not fail (DESIGN rule 7: no attempt used), and count what happened."""
+        try:
+            released: bool | BaseException = self.queue.release(job)
+        except Exception as exc:
+            released = exc
+        self.core.returned(job, released)

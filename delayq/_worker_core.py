@@ -71,7 +71,8 @@ class WorkerEvent:
         kind: "processed" (handler succeeded, job acked), "failed" (handler raised),
             "retried" (given back with a delay), "dead_lettered", "lock_lost" (the
             lock expired or the job was cancelled while the handler ran; not acked),
-            "returned" (claimed but not finished, given back at once on shutdown).
+            "returned" (claimed but not finished, given back at once on shutdown, its attempt
+            not counted: see ``Queue.release``).
         job: The job.
         seconds: How long the handler ran (0 when it did not run).
         error: The error text for "failed", "retried" and "dead_lettered".
@@ -162,6 +163,14 @@ class WorkerCore:
         """The backoff delay for a job that just failed on its ``job.attempts``-th claim."""
         with self._lock:  # random.Random is not meant to be shared between threads unguarded
             return self.backoff.delay(job.attempts, self.rng)
+
+    def returned(self, job: Job, released: bool | BaseException) -> None:
+        """Count a job given back unfinished with ``release`` (its attempt undone): "returned", or
+        "lock_lost" when the release found the lock gone or failed (``released`` is the error); the
+        job then comes back when its lock expires."""
+        if isinstance(released, BaseException):
+            self.log.error("giving job %s back failed (%s); it comes back when its lock expires", job.id, released)
+        self.record(WorkerEvent("returned" if released is True else "lock_lost", job))
 
     def record(self, event: WorkerEvent) -> None:
         """Count, log and report one event (thread-safe). A failing hook is logged, never raised."""

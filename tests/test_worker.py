@@ -142,6 +142,34 @@ def test_a_lost_lock_is_logged_and_not_acked(env: Env, caplog: pytest.LogCapture
     assert q.stats().total == 0
 
 
+def test_a_stop_gives_running_jobs_back_without_using_an_attempt(env: Env) -> None:
+    """A job on its last attempt that is still running when the grace runs out goes back to the
+    queue as it was before the claim: not dead-lettered, its attempt not counted (DESIGN rule 7)."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, max_attempts=1)
+    q.enqueue_many([b"a", b"b"], ids=["a", "b"])
+    started: list[Job] = []
+    release = threading.Event()
+
+    def handler(job: Job) -> None:
+        started.append(job)
+        release.wait(10)
+
+    events: list[WorkerEvent] = []
+    try:
+        stats = run_worker(
+            env, name, handler, lambda s: len(started) == 2, concurrency=2, grace=0.1, max_attempts=1, on_event=events.append
+        )
+    finally:
+        release.set()
+    assert [j.attempts for j in started] == [1, 1], "each job on its last attempt"
+    assert (stats.returned, stats.dead_lettered, stats.lock_lost, stats.processed) == (2, 0, 0, 0)
+    assert sorted(e.job.id for e in events if e.kind == "returned") == ["a", "b"]
+    assert q.stats() == QueueStats(ready=2, delayed=0, in_flight=0, dead=0)
+    assert sorted((p.id, p.attempts) for p in q.peek()) == [("a", 0), ("b", 0)]
+    assert sorted((j.id, j.attempts) for j in q.dequeue(5)) == [("a", 1), ("b", 1)], "delivered again, not dead"
+
+
 def test_a_failing_hook_does_not_stop_the_worker(env: Env) -> None:
     name = unique_name("w")
     delayq.Queue(env.raw, name).enqueue_many([b"a", b"b", b"c"])
