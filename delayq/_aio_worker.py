@@ -14,7 +14,7 @@ import redis
 
 from ._types import Job
 from ._worker import BUSY_POLL_S
-from ._worker_core import WorkerBase, WorkerEvent, WorkerStats, error_text, outage_pause
+from ._worker_core import Claim, WorkerBase, WorkerEvent, WorkerStats, claim_of, error_text, outage_pause
 from .aio import Queue
 
 __all__ = ["Worker"]
@@ -62,7 +62,7 @@ class Worker(WorkerBase[Queue]):
     twin = "delayq.Worker"
 
     def _setup(self) -> None:
-        self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
+        self._running: dict[Claim, tuple[Job, asyncio.Task[None]]] = {}
         self._finished: asyncio.Queue[tuple[Job, float, BaseException | None]] | None = None
 
     def _on_signal(self, sig: signal.Signals) -> None:
@@ -88,10 +88,12 @@ class Worker(WorkerBase[Queue]):
     async def _extend_loop(self) -> None:
         while not self._hard.is_set():
             await asyncio.sleep(self.core.extend_every)
-            for job in [job for job, _ in self._running.values() if job.id not in self._lost]:
+            for claim, (job, _) in list(self._running.items()):
+                if claim in self._lost:
+                    continue
                 try:
                     if not await self.queue.extend(job, self.core.lock_ttl):
-                        self._lost.add(job.id)
+                        self._lost.add(claim)
                         self.core.log.warning("job %s: lock lost while its handler runs", job.id)
                 except Exception:
                     self.core.log.exception("extending the lock of job %s failed; will retry", job.id)
@@ -100,9 +102,10 @@ class Worker(WorkerBase[Queue]):
         assert self._finished is not None
         while not self._finished.empty():
             job, seconds, error = self._finished.get_nowait()
-            self._running.pop(job.id, None)
-            if job.id in self._lost:
-                self._lost.discard(job.id)
+            claim = claim_of(job)
+            self._running.pop(claim, None)
+            if claim in self._lost:
+                self._lost.discard(claim)
                 self.core.record(WorkerEvent("lock_lost", job, seconds))
             elif error is None:
                 done.append(job)
@@ -128,7 +131,7 @@ class Worker(WorkerBase[Queue]):
             _, jobs = await self.queue.ack_and_dequeue(done, free, self.core.lock_ttl, wait=wait)
             done.clear()
             for job in jobs:
-                self._running[job.id] = (job, asyncio.create_task(self._run_one(job)))
+                self._running[claim_of(job)] = (job, asyncio.create_task(self._run_one(job)))
             return bool(jobs)
         if done:
             await self.queue.ack_many(done)

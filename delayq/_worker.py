@@ -15,7 +15,7 @@ import redis
 
 from ._sync import Queue
 from ._types import Job
-from ._worker_core import WorkerBase, WorkerEvent, WorkerStats, error_text, outage_pause
+from ._worker_core import Claim, WorkerBase, WorkerEvent, WorkerStats, claim_of, error_text, outage_pause
 
 __all__ = ["Worker"]
 
@@ -74,7 +74,7 @@ class Worker(WorkerBase[Queue]):
         self._results: queue_module.Queue[_Outcome] = queue_module.Queue()
         # claimed jobs wait here for a handler thread; what is still here at a stop never started
         self._inbox: queue_module.SimpleQueue[Job | None] = queue_module.SimpleQueue()
-        self._running: dict[str, Job] = {}
+        self._running: dict[Claim, Job] = {}
         self._guard = threading.Lock()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -97,12 +97,12 @@ class Worker(WorkerBase[Queue]):
     def _extend_loop(self) -> None:
         while not self._hard.wait(self.core.extend_every):
             with self._guard:
-                held = [job for job in self._running.values() if job.id not in self._lost]
+                held = [job for claim, job in self._running.items() if claim not in self._lost]
             for job in held:
                 try:
                     if not self.queue.extend(job, self.core.lock_ttl):
                         with self._guard:
-                            self._lost.add(job.id)
+                            self._lost.add(claim_of(job))
                         self.core.log.warning("job %s: lock lost while its handler runs", job.id)
                 except Exception:
                     self.core.log.exception("extending the lock of job %s failed; will retry", job.id)
@@ -119,10 +119,11 @@ class Worker(WorkerBase[Queue]):
             except queue_module.Empty:
                 return
             job = outcome.job
+            claim = claim_of(job)
             with self._guard:
-                self._running.pop(job.id, None)
-                lost = job.id in self._lost
-                self._lost.discard(job.id)
+                self._running.pop(claim, None)
+                lost = claim in self._lost
+                self._lost.discard(claim)
             if lost:
                 self.core.record(WorkerEvent("lock_lost", job, outcome.seconds))
             elif outcome.error is None:
@@ -202,7 +203,7 @@ class Worker(WorkerBase[Queue]):
             done.clear()
             for job in jobs:
                 with self._guard:
-                    self._running[job.id] = job
+                    self._running[claim_of(job)] = job
                 self._inbox.put(job)
             return bool(jobs)
         if done:
@@ -227,7 +228,7 @@ class Worker(WorkerBase[Queue]):
                 unstarted.append(job)
         with self._guard:
             for job in unstarted:
-                self._running.pop(job.id, None)
+                self._running.pop(claim_of(job), None)
         for job in unstarted:
             self._release(job)
         deadline = time.monotonic() + self.core.grace

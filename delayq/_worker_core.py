@@ -14,7 +14,21 @@ from ._core import MAX_BATCH, MAX_LOCK_TTL_S, to_ms
 from ._errors import InvalidArgument, InvalidType
 from ._types import Job
 
-__all__ = ["Backoff", "EventKind", "WorkerBase", "WorkerCore", "WorkerEvent", "WorkerStats", "error_text", "outage_pause"]
+__all__ = [
+    "Backoff",
+    "Claim",
+    "EventKind",
+    "WorkerBase",
+    "WorkerCore",
+    "WorkerEvent",
+    "WorkerStats",
+    "claim_of",
+    "error_text",
+    "outage_pause",
+]
+
+Claim = tuple[str, str]
+"""A claim: (job id, token). Ids are re-usable once a job is gone, so a worker tracks claims (DESIGN rule 8)."""
 
 EventKind = Literal["processed", "failed", "retried", "dead_lettered", "lock_lost", "returned"]
 
@@ -211,6 +225,11 @@ def error_text(exc: BaseException) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 
+def claim_of(job: Job) -> Claim:
+    """The claim a job was delivered by."""
+    return (job.id, job.token)
+
+
 QueueT = TypeVar("QueueT")
 
 
@@ -256,7 +275,8 @@ class WorkerBase(Generic[QueueT]):
         )
         self._stop = threading.Event()
         self._hard = threading.Event()
-        self._lost: set[str] = set()
+        self._lost: set[Claim] = set()
+        """Claims whose lock an extend found lost while the handler ran."""
         self._setup()
 
     def _setup(self) -> None:

@@ -170,6 +170,34 @@ def test_a_stop_gives_running_jobs_back_without_using_an_attempt(env: Env) -> No
     assert sorted((j.id, j.attempts) for j in q.dequeue(5)) == [("a", 1), ("b", 1)], "delivered again, not dead"
 
 
+def test_a_job_enqueued_again_under_its_id_is_tracked_by_its_own_claim(env: Env) -> None:
+    """The first claim of "dup" is cancelled and a new job enqueued under the same id while the
+    first handler still runs: the two claims are two jobs to the worker (DESIGN rule 8). The end
+    of the first must not stop the second's lock from being extended, or the same healthy worker
+    would run the second again once its lock expired."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name)
+    q.enqueue(b"first", id="dup")
+    second_started = threading.Event()
+    runs: list[tuple[bytes, int]] = []
+
+    def handler(job: Job) -> None:
+        runs.append((job.payload, job.attempts))
+        if job.payload == b"first":
+            assert q.cancel("dup")
+            assert q.enqueue(b"second", id="dup") == "dup"
+            second_started.wait(5)
+            time.sleep(0.5)  # the first outlives the second's start, and a few extends notice its loss
+        else:
+            second_started.set()
+            time.sleep(1.5)  # five lock ttls: only the extends keep it
+
+    stats = run_worker(env, name, handler, lambda s: s.processed + s.lock_lost >= 2, concurrency=2, lock_ttl=0.3)
+    assert runs == [(b"first", 1), (b"second", 1)], "the second job ran once"
+    assert (stats.processed, stats.lock_lost) == (1, 1)
+    assert q.stats().total == 0
+
+
 def test_a_failing_hook_does_not_stop_the_worker(env: Env) -> None:
     name = unique_name("w")
     delayq.Queue(env.raw, name).enqueue_many([b"a", b"b", b"c"])
