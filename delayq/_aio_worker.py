@@ -14,7 +14,7 @@ import redis
 
 from ._types import Job
 from ._worker import BUSY_POLL_S
-from ._worker_core import Claim, WorkerBase, WorkerEvent, WorkerStats, claim_of, error_text, outage_pause
+from ._worker_core import Claim, Finished, WorkerBase, WorkerEvent, WorkerStats, claim_of, error_text, outage_pause
 from .aio import Queue
 
 __all__ = ["Worker"]
@@ -98,7 +98,8 @@ class Worker(WorkerBase[Queue]):
                 except Exception:
                     self.core.log.exception("extending the lock of job %s failed; will retry", job.id)
 
-    async def _settle(self, done: list[Job]) -> None:
+    async def _settle(self, done: list[Finished]) -> None:
+        """Take finished handlers' outcomes: successes join ``done`` (acked, and counted, with the next call)."""
         assert self._finished is not None
         while not self._finished.empty():
             job, seconds, error = self._finished.get_nowait()
@@ -108,8 +109,7 @@ class Worker(WorkerBase[Queue]):
                 self._lost.discard(claim)
                 self.core.record(WorkerEvent("lock_lost", job, seconds))
             elif error is None:
-                done.append(job)
-                self.core.record(WorkerEvent("processed", job, seconds))
+                done.append(Finished(job, seconds))
             else:
                 text = error_text(error)
                 self.core.record(WorkerEvent("failed", job, seconds, text))
@@ -118,7 +118,7 @@ class Worker(WorkerBase[Queue]):
                 kind = {2: "dead_lettered", 1: "retried"}.get(code, "lock_lost")
                 self.core.record(WorkerEvent(kind, job, seconds, text if code else None, delay if code == 1 else None))  # type: ignore[arg-type]
 
-    async def _cycle(self, done: list[Job]) -> bool:
+    async def _cycle(self, done: list[Finished]) -> bool:
         """Settle finished handlers, ack ``done`` (emptied once acked) and claim for the free capacity.
 
         Returns:
@@ -128,14 +128,14 @@ class Worker(WorkerBase[Queue]):
         free = self.core.concurrency - len(self._running)
         if free > 0:
             wait = self.core.poll if not self._running else 0
-            _, jobs = await self.queue.ack_and_dequeue(done, free, self.core.lock_ttl, wait=wait)
-            done.clear()
+            result = await self.queue._ack_and_claim([f.job for f in done], free, self.core.lock_ttl, wait)
+            done[:] = self.core.acked(done, result.refused, result.unapplied)
+            jobs = result.jobs
             for job in jobs:
                 self._running[claim_of(job)] = (job, asyncio.create_task(self._run_one(job)))
             return bool(jobs)
         if done:
-            await self.queue.ack_many(done)
-            done.clear()
+            done[:] = self.core.acked(done, await self.queue._ack_refused([f.job for f in done]))
         return False
 
     async def _wait_finished(self, timeout: float) -> None:
@@ -165,7 +165,7 @@ class Worker(WorkerBase[Queue]):
         core = self.core
         extender = asyncio.create_task(self._extend_loop())
         core.log.info("worker started on %r: concurrency %d, lock_ttl %.1fs", self.queue, core.concurrency, core.lock_ttl)
-        done: list[Job] = []
+        done: list[Finished] = []
         failures = 0
         try:
             while not self._stop.is_set():
@@ -190,7 +190,7 @@ class Worker(WorkerBase[Queue]):
         core.log.info("worker stopped: %s", core.stats)
         return core.stats
 
-    async def _shutdown(self, done: list[Job]) -> None:
+    async def _shutdown(self, done: list[Finished]) -> None:
         """Let running handlers finish within the grace period; give back the rest at once."""
         deadline = time.monotonic() + self.core.grace
         while self._running and not self._hard.is_set() and time.monotonic() < deadline:
@@ -198,7 +198,12 @@ class Worker(WorkerBase[Queue]):
             await self._settle(done)
         await self._settle(done)
         if done:
-            await self.queue.ack_many(done)
+            try:
+                refused: list[Job] = await self.queue._ack_refused([f.job for f in done])
+            except Exception as exc:  # nothing acked: those jobs come back when their locks expire
+                self.core.log.error("acking %d finished jobs on shutdown failed: %s", len(done), exc)
+                refused = [f.job for f in done]
+            self.core.acked(done, refused)
         left = list(self._running.values())
         self._running.clear()
         for job, task in left:

@@ -14,7 +14,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, Union
 
@@ -128,13 +128,19 @@ SHARDED_NAP_S = 0.05
 
 @dataclass(frozen=True, slots=True)
 class DequeueResult:
-    """Everything one dequeue script call reports."""
+    """Everything a dequeue reports: the server's time, the next due time, the jobs claimed, and
+    what became of the jobs it was asked to ack. Each of those is in exactly one of: acked (counted
+    in ``acked``), ``refused`` (the lock was lost: not acked, and never will be by this claim), or
+    ``unapplied`` (the call that would ack it failed, so it was not tried: the lock may still be
+    held, and acking it again may succeed)."""
 
     now_ms: int
     next_ms: int | None
     acked: int
     dead_lettered: int
     jobs: list[Job]
+    refused: list[Job] = field(default_factory=list)
+    unapplied: list[Job] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- validation
@@ -364,11 +370,12 @@ class QueueCore:
         """Validate, then ack ``done`` and claim up to ``batch`` jobs in one call; see Queue.dequeue."""
         _check_int(batch, "batch", 1, MAX_BATCH)
         ttl = to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)
-        pairs = self.token_pairs(done)
+        acks = self.unique_claims(done)
+        pairs = [part for job in acks for part in (job.id, job.token)]
         token = secrets.token_hex(8)
-        call = self._call("dequeue", batch, ttl, token, self.max_attempts or 0, self._now(), len(pairs) // 2, *pairs)
+        call = self._call("dequeue", batch, ttl, token, self.max_attempts or 0, self._now(), len(acks), *pairs)
         reply = yield call
-        return _parse_dequeue(reply, ttl, token)
+        return _parse_dequeue(reply, ttl, token, acks)
 
     def claim(
         self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), wait: Duration = 0, max_block: float | None = None
@@ -388,23 +395,41 @@ class QueueCore:
 
         return (yield from long_poll(lambda acks: self.dequeue(batch, lock_ttl, acks), done, wait, pause))
 
-    def token_pairs(self, jobs: Iterable[Job]) -> list[str]:
+    def unique_claims(self, jobs: Iterable[Job]) -> list[Job]:
+        """The jobs, each checked, once per claim (a job given twice counts once), at most MAX_BATCH.
+
+        Raises:
+            InvalidType: ``jobs`` is not an iterable of Job.
+            InvalidArgument: More than MAX_BATCH claims.
+        """
         if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
             raise InvalidType(f"expected an iterable of Job, got {jobs!r:.80}")
-        seen: dict[tuple[str, str], None] = {}
+        seen: dict[tuple[str, str], Job] = {}
         for job in jobs:
             _check_job(job)
-            seen[(job.id, job.token)] = None
+            seen.setdefault((job.id, job.token), job)
         if len(seen) > MAX_BATCH:
             raise InvalidArgument(f"at most {MAX_BATCH} jobs can be acked in one call, got {len(seen)}")
-        return [part for pair in seen for part in pair]
+        return list(seen.values())
+
+    def token_pairs(self, jobs: Iterable[Job]) -> list[str]:
+        """(id, token) of each claim, flat, as the scripts take them; checked as by unique_claims."""
+        return [part for job in self.unique_claims(jobs) for part in (job.id, job.token)]
+
+    def ack_refused(self, jobs: Iterable[Job]) -> Op[list[Job]]:
+        """Validate, then ack in one call; returns the jobs whose ack was refused (lock lost)."""
+        return (yield from self._ack(self.unique_claims(jobs)))
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Validate, then ack in one call; see Queue.ack_many."""
-        pairs = self.token_pairs(jobs)
-        if not pairs:
-            return 0
-        return int((yield self._call("ack", self._now(), *pairs)))
+        acks = self.unique_claims(jobs)
+        return len(acks) - len((yield from self._ack(acks)))
+
+    def _ack(self, acks: list[Job]) -> Op[list[Job]]:
+        if not acks:
+            return []
+        reply = yield self._call("ack", self._now(), *(part for job in acks for part in (job.id, job.token)))
+        return [acks[int(position) - 1] for position in reply]
 
     def ack(self, job: Job) -> Op[bool]:
         """See Queue.ack."""
@@ -504,7 +529,7 @@ class QueueCore:
         return total
 
 
-def _parse_dequeue(reply: list[Any], ttl_ms: int, token: str) -> DequeueResult:
+def _parse_dequeue(reply: list[Any], ttl_ms: int, token: str, acks: list[Job]) -> DequeueResult:
     now_ms = int(reply[0])
     next_ms = int(reply[1]) if reply[1] not in (b"", "") else None
     expires = now_ms + ttl_ms
@@ -515,7 +540,8 @@ def _parse_dequeue(reply: list[Any], ttl_ms: int, token: str) -> DequeueResult:
     for job_id, payload, attempts, due_ms in zip(fields, fields, fields, fields, strict=True):
         tok = tokens.get(attempts) or tokens.setdefault(attempts, f"{attempts}:{token}")
         jobs.append(Job(job_id.decode(), payload, attempts, tok, expires, int(due_ms)))
-    return DequeueResult(now_ms, next_ms, int(reply[2]), int(reply[3]), jobs)
+    refused = [acks[int(position) - 1] for position in reply[2]] if reply[2] else []
+    return DequeueResult(now_ms, next_ms, len(acks) - len(refused), int(reply[3]), jobs, refused)
 
 
 def long_poll(
@@ -529,7 +555,7 @@ def long_poll(
     """
     wait_s = to_ms(wait, "wait", minimum_ms=0, maximum_s=MAX_WAIT_S) / 1000
     deadline = time.monotonic() + wait_s
-    result = yield from dequeue(done)
+    first = result = yield from dequeue(done)
     acked, dead = result.acked, result.dead_lettered
     while not result.jobs and (remaining := deadline - time.monotonic()) > 0:
         until_due = math.inf if result.next_ms is None else (result.next_ms - result.now_ms) / 1000
@@ -537,7 +563,7 @@ def long_poll(
             yield pause(min(remaining, until_due))
         result = yield from dequeue(())
         dead += result.dead_lettered
-    return DequeueResult(result.now_ms, result.next_ms, acked, dead, result.jobs)
+    return DequeueResult(result.now_ms, result.next_ms, acked, dead, result.jobs, first.refused, first.unapplied)
 
 
 def check_client(client: object) -> None:

@@ -131,7 +131,7 @@ class ShardedCore:
         if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
             raise InvalidType(f"expected an iterable of Job, got {jobs!r:.80}")
         listed = list(jobs)
-        self.shards[0].token_pairs(listed)
+        self.shards[0].unique_claims(listed)
         return listed
 
     # -- enqueue
@@ -166,6 +166,7 @@ class ShardedCore:
             index: [finished[p] for p in positions] for index, positions in self._group(j.id for j in finished).items()
         }
         jobs: list[Job] = []
+        refused: list[Job] = []
         acked = dead = 0
         now_ms, next_ms = 0, None
         order = self._rotation()
@@ -176,14 +177,17 @@ class ShardedCore:
                 part = yield from shard.dequeue(missing, lock_ttl, mine)
                 jobs += part.jobs
                 acked += part.acked
+                refused += part.refused
                 dead += part.dead_lettered
                 now_ms = max(now_ms, part.now_ms)
                 if part.next_ms is not None and (next_ms is None or part.next_ms < next_ms):
                     next_ms = part.next_ms
             elif mine:
-                acked += yield from shard.ack_many(mine)
+                lost = yield from shard.ack_refused(mine)
+                acked += len(shard.unique_claims(mine)) - len(lost)
+                refused += lost
         jobs.sort(key=lambda job: job.due_ms)  # due order within the batch, as close as shards allow
-        return DequeueResult(now_ms, next_ms if len(jobs) < batch else None, acked, dead, jobs)
+        return DequeueResult(now_ms, next_ms if len(jobs) < batch else None, acked, dead, jobs, refused)
 
     def claim(
         self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), wait: Duration = 0, max_block: float | None = None
@@ -195,6 +199,14 @@ class ShardedCore:
                 lambda acks: self.dequeue(batch, lock_ttl, acks), done, wait, lambda nap: Sleep(min(nap, SHARDED_NAP_S))
             )
         )
+
+    def ack_refused(self, jobs: Iterable[Job]) -> Op[list[Job]]:
+        """Ack on each job's shard, one call per shard; returns the jobs whose ack was refused (lock lost)."""
+        listed = self._jobs(jobs)
+        refused: list[Job] = []
+        for index, positions in self._group(j.id for j in listed).items():
+            refused += yield from self.shards[index].ack_refused([listed[p] for p in positions])
+        return refused
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Ack on each job's shard, one call per shard; see Queue.ack_many."""

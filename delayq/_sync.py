@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import Block, Duration, Op, Payload, Sleep, Step, script_error
+from ._core import Block, DequeueResult, Duration, Op, Payload, Sleep, Step, script_error
 from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
@@ -157,8 +157,16 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
 
         Cost: one round trip, O(log N + batch + len(done)).
         """
-        result = self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
+        result = self._ack_and_claim(done, batch, lock_ttl, wait)
         return result.acked, result.jobs
+
+    def _ack_and_claim(self, done: Iterable[Job], batch: int, lock_ttl: Duration, wait: Duration) -> DequeueResult:
+        """ack_and_dequeue with everything the call reports (which acks were refused), for the workers."""
+        return self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
+
+    def _ack_refused(self, jobs: Iterable[Job]) -> list[Job]:
+        """ack_many, returning the jobs whose ack was refused (lock lost), for the workers."""
+        return self._drive(self._core.ack_refused(jobs))
 
     def ack(self, job: Job) -> bool:
         """Delete a finished job, if this consumer still holds its lock.

@@ -15,7 +15,7 @@ import redis
 
 from ._sync import Queue
 from ._types import Job
-from ._worker_core import Claim, WorkerBase, WorkerEvent, WorkerStats, claim_of, error_text, outage_pause
+from ._worker_core import Claim, Finished, WorkerBase, WorkerEvent, WorkerStats, claim_of, error_text, outage_pause
 
 __all__ = ["Worker"]
 
@@ -111,8 +111,8 @@ class Worker(WorkerBase[Queue]):
 
     # -- the claiming side
 
-    def _settle(self, done: list[Job]) -> None:
-        """Take finished handlers' outcomes: successes join ``done`` (acked with the next call)."""
+    def _settle(self, done: list[Finished]) -> None:
+        """Take finished handlers' outcomes: successes join ``done`` (acked, and counted, with the next call)."""
         while True:
             try:
                 outcome = self._results.get_nowait()
@@ -127,8 +127,7 @@ class Worker(WorkerBase[Queue]):
             if lost:
                 self.core.record(WorkerEvent("lock_lost", job, outcome.seconds))
             elif outcome.error is None:
-                done.append(job)
-                self.core.record(WorkerEvent("processed", job, outcome.seconds))
+                done.append(Finished(job, outcome.seconds))
             else:
                 self._fail(job, outcome.error, outcome.seconds)
 
@@ -163,7 +162,7 @@ class Worker(WorkerBase[Queue]):
         extender = threading.Thread(target=self._extend_loop, name="delayq-extender", daemon=True)
         extender.start()
         core.log.info("worker started on %r: concurrency %d, lock_ttl %.1fs", self.queue, core.concurrency, core.lock_ttl)
-        done: list[Job] = []
+        done: list[Finished] = []
         failures = 0
         try:
             while not self._stop.is_set():
@@ -189,7 +188,7 @@ class Worker(WorkerBase[Queue]):
         core.log.info("worker stopped: %s", core.stats)
         return core.stats
 
-    def _cycle(self, done: list[Job]) -> bool:
+    def _cycle(self, done: list[Finished]) -> bool:
         """Settle finished handlers, ack ``done`` (emptied once acked) and claim for the free capacity.
 
         Returns:
@@ -199,16 +198,16 @@ class Worker(WorkerBase[Queue]):
         free = self.core.concurrency - len(self._running)
         if free > 0:
             wait = self.core.poll if not self._running else 0
-            _, jobs = self.queue.ack_and_dequeue(done, free, self.core.lock_ttl, wait=wait)
-            done.clear()
+            result = self.queue._ack_and_claim([f.job for f in done], free, self.core.lock_ttl, wait)
+            done[:] = self.core.acked(done, result.refused, result.unapplied)
+            jobs = result.jobs
             for job in jobs:
                 with self._guard:
                     self._running[claim_of(job)] = job
                 self._inbox.put(job)
             return bool(jobs)
         if done:
-            self.queue.ack_many(done)
-            done.clear()
+            done[:] = self.core.acked(done, self.queue._ack_refused([f.job for f in done]))
         return False
 
     def _wait_result(self, timeout: float) -> None:
@@ -216,7 +215,7 @@ class Worker(WorkerBase[Queue]):
         with contextlib.suppress(queue_module.Empty):
             self._results.put(self._results.get(timeout=timeout))
 
-    def _shutdown(self, done: list[Job]) -> None:
+    def _shutdown(self, done: list[Finished]) -> None:
         """Give back unstarted jobs at once, let running ones finish within the grace period."""
         unstarted = []
         while True:
@@ -237,7 +236,12 @@ class Worker(WorkerBase[Queue]):
             self._settle(done)
         self._settle(done)
         if done:
-            self.queue.ack_many(done)
+            try:
+                refused: list[Job] = self.queue._ack_refused([f.job for f in done])
+            except Exception as exc:  # nothing acked: those jobs come back when their locks expire
+                self.core.log.error("acking %d finished jobs on shutdown failed: %s", len(done), exc)
+                refused = [f.job for f in done]
+            self.core.acked(done, refused)
         with self._guard:
             left = list(self._running.values())
             self._running.clear()

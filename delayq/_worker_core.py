@@ -6,7 +6,7 @@ import logging
 import math
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
@@ -18,6 +18,7 @@ __all__ = [
     "Backoff",
     "Claim",
     "EventKind",
+    "Finished",
     "WorkerBase",
     "WorkerCore",
     "WorkerEvent",
@@ -82,9 +83,10 @@ class WorkerEvent:
     """One thing that happened to a job in a worker, for metrics hooks.
 
     Attributes:
-        kind: "processed" (handler succeeded, job acked), "failed" (handler raised),
-            "retried" (given back with a delay), "dead_lettered", "lock_lost" (the
-            lock expired or the job was cancelled while the handler ran; not acked),
+        kind: "processed" (handler succeeded, and the ack was applied), "failed" (handler
+            raised), "retried" (given back with a delay), "dead_lettered", "lock_lost" (the
+            lock expired or the job was cancelled before the ack or give-back: not acked;
+            it comes back by itself if it still exists),
             "returned" (claimed but not finished, given back at once on shutdown, its attempt
             not counted: see ``Queue.release``).
         job: The job.
@@ -98,6 +100,14 @@ class WorkerEvent:
     seconds: float = 0.0
     error: str | None = None
     delay: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A job whose handler returned, waiting for its ack (sent with the next claim)."""
+
+    job: Job
+    seconds: float
 
 
 @dataclass
@@ -177,6 +187,24 @@ class WorkerCore:
         """The backoff delay for a job that just failed on its ``job.attempts``-th claim."""
         with self._lock:  # random.Random is not meant to be shared between threads unguarded
             return self.backoff.delay(job.attempts, self.rng)
+
+    def acked(self, done: list[Finished], refused: Iterable[Job], unapplied: Iterable[Job] = ()) -> list[Finished]:
+        """Count what acking ``done`` did: "processed" for each ack applied, "lock_lost" for each one
+        refused (the lock was lost between the handler's end and the ack).
+
+        Returns:
+            The jobs of ``done`` whose ack was not tried (``unapplied``), to send again.
+        """
+        lost = {claim_of(job) for job in refused}
+        again = {claim_of(job) for job in unapplied}
+        left = []
+        for finished in done:
+            claim = claim_of(finished.job)
+            if claim in again:
+                left.append(finished)
+            else:
+                self.record(WorkerEvent("lock_lost" if claim in lost else "processed", finished.job, finished.seconds))
+        return left
 
     def returned(self, job: Job, released: bool | BaseException) -> None:
         """Count a job given back unfinished with ``release`` (its attempt undone): "returned", or

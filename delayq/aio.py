@@ -14,7 +14,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import Block, Duration, Op, Payload, Sleep, Step, script_error
+from ._core import Block, DequeueResult, Duration, Op, Payload, Sleep, Step, script_error
 from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
@@ -87,8 +87,16 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
         self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0
     ) -> tuple[int, list[Job]]:
         """See :meth:`delayq.Queue.ack_and_dequeue`."""
-        result = await self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
+        result = await self._ack_and_claim(done, batch, lock_ttl, wait)
         return result.acked, result.jobs
+
+    async def _ack_and_claim(self, done: Iterable[Job], batch: int, lock_ttl: Duration, wait: Duration) -> DequeueResult:
+        """ack_and_dequeue with everything the call reports (which acks were refused), for the workers."""
+        return await self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
+
+    async def _ack_refused(self, jobs: Iterable[Job]) -> list[Job]:
+        """ack_many, returning the jobs whose ack was refused (lock lost), for the workers."""
+        return await self._drive(self._core.ack_refused(jobs))
 
     async def ack(self, job: Job) -> bool:
         """See :meth:`delayq.Queue.ack`."""

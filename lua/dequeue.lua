@@ -26,10 +26,12 @@ ARGV[4] max_attempts (count) 0 = unlimited
 ARGV[5] now          (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[6] ack_count    (count) k, jobs to ack (0..1000), checked as ack.lua checks them
 ARGV[7..6+2k]        (id, token string) pairs to ack
-Returns: flat array: now_ms, next_ms, acked, dead_lettered, then for each claimed
+Returns: flat array: now_ms, next_ms, refused, dead_lettered, then for each claimed
   job id, payload, attempts, due_ms. now_ms/next_ms/due_ms are integer strings,
-  the others integers; due_ms is when the job came due (for a redelivered job,
-  when its previous lease expired). next_ms is "" when the batch was filled,
+  dead_lettered and attempts integers; due_ms is when the job came due (for a
+  redelivered job, when its previous lease expired). refused is a nested array of
+  integers: the positions (1..k, in ARGV order) of the acks refused because the
+  lock was lost, empty when all k were applied. next_ms is "" when the batch was filled,
   otherwise the earliest time a job becomes due or a lease expires ("" if none).
 Cost: O(log N + batch + k): ZRANGEBYSCORE on lease and on due, 2 HMGET, then one
   multi-member ZADD/HSET/ZREM/HDEL per structure; no per-job redis.call.
@@ -52,7 +54,7 @@ local now_s = string.format('%d', now)
 
 -- 1. the acks: checked and applied first; the keys they may leave idle are dropped only at
 -- the end, after the claims have refilled them (see the header)
-local acked, ok = 0, {}
+local acked, ok, refused = 0, {}, {}
 if ack_count > 0 then
   local ids, toks = {}, {}
   for i = 1, ack_count do
@@ -65,6 +67,8 @@ if ack_count > 0 then
     if cur[i] == toks[i] and exp[i] and tonumber(exp[i]) > now then
       acked = acked + 1
       ok[acked] = ids[i]
+    else
+      refused[#refused + 1] = i  -- the rare path: a lock lost
     end
   end
   -- the lease goes first, the payload last
@@ -92,7 +96,7 @@ end
 
 -- 3. claim. Plain counters, not #t + 1 (a length is O(log n) in Lua 5.1), and one
 -- random token per call: a (job id, token) pair is still unique per claim.
-local reply = {now_s, '', acked, 0}
+local reply = {now_s, '', refused, 0}
 local r = 4
 local due = rcall('ZRANGEBYSCORE', due_key, '-inf', now_s, 'WITHSCORES', 'LIMIT', 0, batch)
 local ids = {}

@@ -367,6 +367,30 @@ def test_ack_and_dequeue_in_one_call(env: Env) -> None:
     assert q.stats().total == 0
 
 
+@pytest.mark.parametrize("shards", [1, 3])
+@pytest.mark.parametrize("via", ["ack_and_claim", "ack"])
+def test_the_acks_say_which_ones_they_refused(env: Env, shards: int, via: str) -> None:
+    """What the workers count on: the combined ack+claim call (and ack alone) tell which claims'
+    acks were refused, by claim, even for two claims of one id."""
+    q = env.queue(shards=shards)
+    q.enqueue(b"a", id="a")
+    q.enqueue_many([b"b", b"c"], ids=["b", "c"], delay=0.05)
+    (old_a,) = q.dequeue(5, lock_ttl=0.05)
+    time.sleep(0.08)
+    jobs = {j.id: j for j in q.dequeue(5, lock_ttl=30)}
+    new_a, b, c = jobs["a"], jobs["b"], jobs["c"]
+    assert q.cancel("c")
+    done = [old_a, b, new_a, c, b]  # a stale claim, two live ones (b twice), a cancelled one
+    if via == "ack":
+        assert q._ack_refused(done) == [old_a, c]
+    else:
+        result = q._ack_and_claim(done, 5, 30, 0)
+        assert (result.acked, result.refused, result.unapplied, result.jobs) == (2, [old_a, c], [], [])
+    assert q.stats().total == 0
+    assert q._ack_refused([]) == []
+    assert q._ack_and_claim([], 5, 30, 0).refused == []
+
+
 def test_purge_removes_every_job_and_key(env: Env) -> None:
     q = env.queue(max_attempts=1)
     q.enqueue_many([b"x"] * 2100)

@@ -22,12 +22,21 @@ from tests.conftest import Env, unique_name
 
 
 def run_worker(
-    env: Env, name: str, handler: Callable[[Job], object], until: Callable[[WorkerStats], bool], timeout: float = 15, **kw: Any
+    env: Env,
+    name: str,
+    handler: Callable[[Job], object],
+    until: Callable[[WorkerStats], bool],
+    timeout: float = 15,
+    workers: list[Any] | None = None,
+    **kw: Any,
 ) -> WorkerStats:
-    """Run a worker of the env's flavour on queue ``name`` until ``until(stats)``, then stop it gracefully."""
+    """Run a worker of the env's flavour on queue ``name`` until ``until(stats)``, then stop it gracefully
+    (the worker is appended to ``workers`` first, for handlers that watch it)."""
     kw.setdefault("poll", 0.2)
+    workers = [] if workers is None else workers
     if env.api == "sync":
         worker = delayq.Worker(env.queue(name, max_attempts=kw.pop("max_attempts", None)), handler, **kw)
+        workers.append(worker)
         thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
         thread.start()
         deadline = time.monotonic() + timeout
@@ -40,6 +49,7 @@ def run_worker(
         return worker.stats
     adapter = env.queue(name, max_attempts=kw.pop("max_attempts", None))
     aworker = delayq.aio.Worker(adapter._queue, handler, **kw)
+    workers.append(aworker)
 
     async def main() -> WorkerStats:
         task = asyncio.create_task(aworker.run(install_signals=False))
@@ -195,6 +205,45 @@ def test_a_job_enqueued_again_under_its_id_is_tracked_by_its_own_claim(env: Env)
     stats = run_worker(env, name, handler, lambda s: s.processed + s.lock_lost >= 2, concurrency=2, lock_ttl=0.3)
     assert runs == [(b"first", 1), (b"second", 1)], "the second job ran once"
     assert (stats.processed, stats.lock_lost) == (1, 1)
+    assert q.stats().total == 0
+
+
+def test_a_lock_lost_after_the_handler_ended_is_not_counted_processed(env: Env) -> None:
+    """The handler returns, but its job was cancelled before the worker acked it (no extend ran in
+    between to notice): the ack, sent with the next claim, is refused, and the worker says so."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name)
+    q.enqueue_many([b"keep", b"drop"], ids=["keep", "drop"])
+
+    def handler(job: Job) -> None:
+        if job.id == "drop":
+            assert q.cancel(job.id)
+
+    events: list[WorkerEvent] = []
+    stats = run_worker(env, name, handler, lambda s: s.processed + s.lock_lost == 2, lock_ttl=30, on_event=events.append)
+    assert (stats.processed, stats.lock_lost) == (1, 1)
+    assert sorted((e.kind, e.job.id) for e in events) == [("lock_lost", "drop"), ("processed", "keep")]
+    assert q.stats().total == 0
+
+
+def test_an_ack_refused_at_shutdown_is_not_counted_processed(env: Env) -> None:
+    """The same at a graceful stop, where the last finished jobs are acked without a claim."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name)
+    q.enqueue_many([b"keep", b"drop"], ids=["keep", "drop"])
+    started: list[str] = []
+    workers: list[Any] = []
+
+    def handler(job: Job) -> None:
+        started.append(job.id)
+        deadline = time.monotonic() + 10
+        while not workers[0]._stop.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)  # finish only once the worker is stopping
+        if job.id == "drop":
+            assert q.cancel(job.id)
+
+    stats = run_worker(env, name, handler, lambda s: len(started) == 2, workers=workers, concurrency=2, lock_ttl=30)
+    assert (stats.processed, stats.lock_lost, stats.returned) == (1, 1, 0)
     assert q.stats().total == 0
 
 
