@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import redis
 
+from ._core import AckResult
 from ._types import Job
 from ._worker import BUSY_POLL_S
 from ._worker_core import Claim, Finished, WorkerBase, WorkerEvent, WorkerStats, claim_of, error_text, outage_pause
@@ -127,7 +128,9 @@ class Worker(WorkerBase[Queue]):
         await self._settle(done)
         free = self.core.concurrency - len(self._running)
         if free > 0:
-            wait = self.core.poll if not self._running else 0
+            # no long-poll with acks to send: if a later step of it failed, the acks it applied
+            # would be sent again and refused, and the worker would count them as lost
+            wait = self.core.poll if not self._running and not done else 0
             result = await self.queue._ack_and_claim([f.job for f in done], free, self.core.lock_ttl, wait)
             done[:] = self.core.acked(done, result.refused, result.unapplied)
             jobs = result.jobs
@@ -135,7 +138,8 @@ class Worker(WorkerBase[Queue]):
                 self._running[claim_of(job)] = (job, asyncio.create_task(self._run_one(job)))
             return bool(jobs)
         if done:
-            done[:] = self.core.acked(done, await self.queue._ack_refused([f.job for f in done]))
+            settled = await self.queue._ack_claims([f.job for f in done])
+            done[:] = self.core.acked(done, settled.refused, settled.unapplied)
         return False
 
     async def _wait_finished(self, timeout: float) -> None:
@@ -199,11 +203,11 @@ class Worker(WorkerBase[Queue]):
         await self._settle(done)
         if done:
             try:
-                refused: list[Job] = await self.queue._ack_refused([f.job for f in done])
-            except Exception as exc:  # nothing acked: those jobs come back when their locks expire
-                self.core.log.error("acking %d finished jobs on shutdown failed: %s", len(done), exc)
-                refused = [f.job for f in done]
-            self.core.acked(done, refused)
+                result = await self.queue._ack_claims([f.job for f in done])
+            except Exception as exc:
+                self.core.log.error("acking the finished jobs on shutdown failed: %s", exc)
+                result = AckResult(0, [], [f.job for f in done])
+            self.core.acked(done, result.refused, result.unapplied, final=True)
         left = list(self._running.values())
         self._running.clear()
         for job, task in left:

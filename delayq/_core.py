@@ -34,6 +34,7 @@ __all__ = [
     "SCRIPT_KEYS",
     "SENTINEL",
     "SHARDED_NAP_S",
+    "AckResult",
     "Block",
     "Call",
     "DequeueResult",
@@ -127,12 +128,21 @@ SHARDED_NAP_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
+class AckResult:
+    """What became of the jobs an ack was asked to delete: each one is in exactly one of ``acked``
+    (a count), ``refused`` (the lock was lost: not acked, and never will be by this claim) or
+    ``unapplied`` (the call that would ack it failed, so it was not tried: the lock may still be
+    held, and acking it again may succeed; only a sharded queue reports some and returns)."""
+
+    acked: int
+    refused: list[Job] = field(default_factory=list)
+    unapplied: list[Job] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class DequeueResult:
     """Everything a dequeue reports: the server's time, the next due time, the jobs claimed, and
-    what became of the jobs it was asked to ack. Each of those is in exactly one of: acked (counted
-    in ``acked``), ``refused`` (the lock was lost: not acked, and never will be by this claim), or
-    ``unapplied`` (the call that would ack it failed, so it was not tried: the lock may still be
-    held, and acking it again may succeed)."""
+    what became of the jobs it was asked to ack (``acked``, ``refused``, ``unapplied``: as in AckResult)."""
 
     now_ms: int
     next_ms: int | None
@@ -416,9 +426,11 @@ class QueueCore:
         """(id, token) of each claim, flat, as the scripts take them; checked as by unique_claims."""
         return [part for job in self.unique_claims(jobs) for part in (job.id, job.token)]
 
-    def ack_refused(self, jobs: Iterable[Job]) -> Op[list[Job]]:
-        """Validate, then ack in one call; returns the jobs whose ack was refused (lock lost)."""
-        return (yield from self._ack(self.unique_claims(jobs)))
+    def ack_claims(self, jobs: Iterable[Job]) -> Op[AckResult]:
+        """Validate, then ack in one call; says which acks were refused (lock lost)."""
+        acks = self.unique_claims(jobs)
+        refused = yield from self._ack(acks)
+        return AckResult(len(acks) - len(refused), refused)
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Validate, then ack in one call; see Queue.ack_many."""

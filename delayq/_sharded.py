@@ -24,6 +24,7 @@ calls, at most one call per shard, driven by the same sync and async queues.
 from __future__ import annotations
 
 import heapq
+import logging
 import random
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -34,7 +35,9 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from ._core import (
     MAX_BATCH,
+    MAX_LOCK_TTL_S,
     SHARDED_NAP_S,
+    AckResult,
     DequeueResult,
     Duration,
     Op,
@@ -48,6 +51,7 @@ from ._core import (
     check_client,
     long_poll,
     prepare_enqueue,
+    to_ms,
 )
 from ._errors import InvalidType
 from ._types import DeadJob, Job, PendingJob, QueueStats
@@ -59,6 +63,8 @@ ClientT = TypeVar("ClientT")
 
 MAX_SHARDS = 256
 """Most shards one queue may have."""
+
+_log = logging.getLogger("delayq")
 
 
 def shard_tags(name: str, shards: int) -> list[str]:
@@ -159,35 +165,53 @@ class ShardedCore:
     # -- claim and settle
 
     def dequeue(self, batch: int, lock_ttl: Duration, done: Iterable[Job] = ()) -> Op[DequeueResult]:
-        """Ack ``done`` on their shards and claim up to ``batch`` jobs, one call per shard at most."""
+        """Ack ``done`` on their shards and claim up to ``batch`` jobs, one call per shard at most.
+
+        A shard whose call fails is skipped and the others are still asked. If they claimed jobs
+        or applied acks, those are returned (raising would drop them: claimed jobs would wait for
+        their locks to expire, applied acks would be sent again and refused), with the failed
+        shard's acks in ``unapplied``; otherwise the first failure is raised.
+        """
         _check_int(batch, "batch", 1, MAX_BATCH)
+        to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)  # now every exception below is a call's
         finished = self._jobs(done)
         acks: dict[int, list[Job]] = {
             index: [finished[p] for p in positions] for index, positions in self._group(j.id for j in finished).items()
         }
         jobs: list[Job] = []
         refused: list[Job] = []
+        unapplied: list[Job] = []
+        failure: Exception | None = None
         acked = dead = 0
         now_ms, next_ms = 0, None
         order = self._rotation()
         for index in order:
             shard, mine = self.shards[index], acks.get(index, [])
             missing = batch - len(jobs)
-            if missing > 0:
-                part = yield from shard.dequeue(missing, lock_ttl, mine)
-                jobs += part.jobs
-                acked += part.acked
-                refused += part.refused
-                dead += part.dead_lettered
-                now_ms = max(now_ms, part.now_ms)
-                if part.next_ms is not None and (next_ms is None or part.next_ms < next_ms):
-                    next_ms = part.next_ms
-            elif mine:
-                lost = yield from shard.ack_refused(mine)
-                acked += len(shard.unique_claims(mine)) - len(lost)
-                refused += lost
+            try:
+                if missing > 0:
+                    part = yield from shard.dequeue(missing, lock_ttl, mine)
+                elif mine:
+                    settled = yield from shard.ack_claims(mine)
+                    part = DequeueResult(0, None, settled.acked, 0, [], settled.refused)
+                else:
+                    continue
+            except Exception as exc:
+                failure = failure or exc
+                unapplied += shard.unique_claims(mine)
+                _log.warning("queue %r: shard %d failed (%s); going on with the others", self.name, index, exc)
+                continue
+            jobs += part.jobs
+            acked += part.acked
+            refused += part.refused
+            dead += part.dead_lettered
+            now_ms = max(now_ms, part.now_ms)
+            if part.next_ms is not None and (next_ms is None or part.next_ms < next_ms):
+                next_ms = part.next_ms
+        if failure is not None and not jobs and acked == 0:
+            raise failure
         jobs.sort(key=lambda job: job.due_ms)  # due order within the batch, as close as shards allow
-        return DequeueResult(now_ms, next_ms if len(jobs) < batch else None, acked, dead, jobs, refused)
+        return DequeueResult(now_ms, next_ms if len(jobs) < batch else None, acked, dead, jobs, refused, unapplied)
 
     def claim(
         self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), wait: Duration = 0, max_block: float | None = None
@@ -200,13 +224,29 @@ class ShardedCore:
             )
         )
 
-    def ack_refused(self, jobs: Iterable[Job]) -> Op[list[Job]]:
-        """Ack on each job's shard, one call per shard; returns the jobs whose ack was refused (lock lost)."""
+    def ack_claims(self, jobs: Iterable[Job]) -> Op[AckResult]:
+        """Ack on each job's shard, one call per shard; says which acks were refused (lock lost).
+
+        As for dequeue, a shard whose call fails is skipped: if other shards applied acks, the
+        result is returned with that shard's jobs in ``unapplied``, else the first failure is raised.
+        """
         listed = self._jobs(jobs)
-        refused: list[Job] = []
+        acked, refused, unapplied = 0, [], []
+        failure: Exception | None = None
         for index, positions in self._group(j.id for j in listed).items():
-            refused += yield from self.shards[index].ack_refused([listed[p] for p in positions])
-        return refused
+            mine = [listed[p] for p in positions]
+            try:
+                part = yield from self.shards[index].ack_claims(mine)
+            except Exception as exc:
+                failure = failure or exc
+                unapplied += self.shards[index].unique_claims(mine)
+                _log.warning("queue %r: shard %d failed (%s); going on with the others", self.name, index, exc)
+                continue
+            acked += part.acked
+            refused += part.refused
+        if failure is not None and acked == 0:
+            raise failure
+        return AckResult(acked, refused, unapplied)
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Ack on each job's shard, one call per shard; see Queue.ack_many."""

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import Block, DequeueResult, Duration, Op, Payload, Sleep, Step, script_error
+from ._core import AckResult, Block, DequeueResult, Duration, Op, Payload, Sleep, Step, script_error
 from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
@@ -32,7 +32,9 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         shards: Spread the queue over this many hash tags (1-256), so that on a
             Redis Cluster its load spreads over the masters. Ordering is then by
             due time within a shard and only approximate across shards; see
-            the README.
+            the README. A dequeue whose call to one shard fails returns what the
+            other shards gave (the failed shard's acks not applied, nor counted);
+            it raises only when no shard claimed or acked anything.
 
     Raises:
         InvalidType: ``client``, ``name``, ``prefix`` or ``max_attempts`` of the wrong type.
@@ -62,10 +64,17 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
             raise script_error(call, self._core.name, exc) from exc
 
     def _drive(self, op: Op[T]) -> T:
+        # a failed step is thrown into the operation, which may still hold results it must not drop
+        # (a sharded dequeue's jobs claimed from earlier shards); most let it through unchanged
         try:
             call = next(op)
             while True:
-                call = op.send(self._execute(call))
+                try:
+                    reply = self._execute(call)
+                except Exception as exc:
+                    call = op.throw(exc)
+                else:
+                    call = op.send(reply)
         except StopIteration as stop:
             result: T = stop.value
             return result
@@ -164,9 +173,9 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         """ack_and_dequeue with everything the call reports (which acks were refused), for the workers."""
         return self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
 
-    def _ack_refused(self, jobs: Iterable[Job]) -> list[Job]:
-        """ack_many, returning the jobs whose ack was refused (lock lost), for the workers."""
-        return self._drive(self._core.ack_refused(jobs))
+    def _ack_claims(self, jobs: Iterable[Job]) -> AckResult:
+        """ack_many, saying which acks were refused (lock lost), for the workers."""
+        return self._drive(self._core.ack_claims(jobs))
 
     def ack(self, job: Job) -> bool:
         """Delete a finished job, if this consumer still holds its lock.

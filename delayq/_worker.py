@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from ._core import AckResult
 from ._sync import Queue
 from ._types import Job
 from ._worker_core import Claim, Finished, WorkerBase, WorkerEvent, WorkerStats, claim_of, error_text, outage_pause
@@ -197,7 +198,9 @@ class Worker(WorkerBase[Queue]):
         self._settle(done)
         free = self.core.concurrency - len(self._running)
         if free > 0:
-            wait = self.core.poll if not self._running else 0
+            # no long-poll with acks to send: if a later step of it failed, the acks it applied
+            # would be sent again and refused, and the worker would count them as lost
+            wait = self.core.poll if not self._running and not done else 0
             result = self.queue._ack_and_claim([f.job for f in done], free, self.core.lock_ttl, wait)
             done[:] = self.core.acked(done, result.refused, result.unapplied)
             jobs = result.jobs
@@ -207,7 +210,8 @@ class Worker(WorkerBase[Queue]):
                 self._inbox.put(job)
             return bool(jobs)
         if done:
-            done[:] = self.core.acked(done, self.queue._ack_refused([f.job for f in done]))
+            settled = self.queue._ack_claims([f.job for f in done])
+            done[:] = self.core.acked(done, settled.refused, settled.unapplied)
         return False
 
     def _wait_result(self, timeout: float) -> None:
@@ -237,11 +241,11 @@ class Worker(WorkerBase[Queue]):
         self._settle(done)
         if done:
             try:
-                refused: list[Job] = self.queue._ack_refused([f.job for f in done])
-            except Exception as exc:  # nothing acked: those jobs come back when their locks expire
-                self.core.log.error("acking %d finished jobs on shutdown failed: %s", len(done), exc)
-                refused = [f.job for f in done]
-            self.core.acked(done, refused)
+                result = self.queue._ack_claims([f.job for f in done])
+            except Exception as exc:
+                self.core.log.error("acking the finished jobs on shutdown failed: %s", exc)
+                result = AckResult(0, [], [f.job for f in done])
+            self.core.acked(done, result.refused, result.unapplied, final=True)
         with self._guard:
             left = list(self._running.values())
             self._running.clear()

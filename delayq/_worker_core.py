@@ -188,22 +188,34 @@ class WorkerCore:
         with self._lock:  # random.Random is not meant to be shared between threads unguarded
             return self.backoff.delay(job.attempts, self.rng)
 
-    def acked(self, done: list[Finished], refused: Iterable[Job], unapplied: Iterable[Job] = ()) -> list[Finished]:
+    def acked(
+        self, done: list[Finished], refused: Iterable[Job], unapplied: Iterable[Job] = (), *, final: bool = False
+    ) -> list[Finished]:
         """Count what acking ``done`` did: "processed" for each ack applied, "lock_lost" for each one
         refused (the lock was lost between the handler's end and the ack).
 
+        Args:
+            done: The finished jobs that were to be acked.
+            refused: Those whose ack was refused.
+            unapplied: Those whose ack was not tried (a call failed).
+            final: No later call will ack ``unapplied`` (the worker stops): count them "lock_lost",
+                as they will come back when their locks expire.
+
         Returns:
-            The jobs of ``done`` whose ack was not tried (``unapplied``), to send again.
+            The jobs of ``done`` whose ack was not tried, to send again (none when ``final``).
         """
         lost = {claim_of(job) for job in refused}
         again = {claim_of(job) for job in unapplied}
         left = []
         for finished in done:
             claim = claim_of(finished.job)
-            if claim in again:
+            if claim in again and not final:
                 left.append(finished)
             else:
-                self.record(WorkerEvent("lock_lost" if claim in lost else "processed", finished.job, finished.seconds))
+                kind: EventKind = "lock_lost" if claim in lost or claim in again else "processed"
+                self.record(WorkerEvent(kind, finished.job, finished.seconds))
+        if final and again:
+            self.log.error("%d finished jobs could not be acked; they come back when their locks expire", len(again))
         return left
 
     def returned(self, job: Job, released: bool | BaseException) -> None:

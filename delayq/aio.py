@@ -14,7 +14,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import Block, DequeueResult, Duration, Op, Payload, Sleep, Step, script_error
+from ._core import AckResult, Block, DequeueResult, Duration, Op, Payload, Sleep, Step, script_error
 from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
 
@@ -59,10 +59,16 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
             raise script_error(call, self._core.name, exc) from exc
 
     async def _drive(self, op: Op[T]) -> T:
+        # a failed step is thrown into the operation: see delayq.Queue._drive
         try:
             call = next(op)
             while True:
-                call = op.send(await self._execute(call))
+                try:
+                    reply = await self._execute(call)
+                except Exception as exc:
+                    call = op.throw(exc)
+                else:
+                    call = op.send(reply)
         except StopIteration as stop:
             result: T = stop.value
             return result
@@ -94,9 +100,9 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
         """ack_and_dequeue with everything the call reports (which acks were refused), for the workers."""
         return await self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
 
-    async def _ack_refused(self, jobs: Iterable[Job]) -> list[Job]:
-        """ack_many, returning the jobs whose ack was refused (lock lost), for the workers."""
-        return await self._drive(self._core.ack_refused(jobs))
+    async def _ack_claims(self, jobs: Iterable[Job]) -> AckResult:
+        """ack_many, saying which acks were refused (lock lost), for the workers."""
+        return await self._drive(self._core.ack_claims(jobs))
 
     async def ack(self, job: Job) -> bool:
         """See :meth:`delayq.Queue.ack`."""

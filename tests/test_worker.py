@@ -4,6 +4,7 @@ extension and loss, hooks, and graceful / hard stops of a real worker process.""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import delayq
 import delayq.aio
 from delayq import Backoff, Job, QueueStats, WorkerEvent, WorkerStats
 from tests.conftest import Env, unique_name
+from tests.test_sharded import fail_calls
 
 
 def run_worker(
@@ -28,15 +30,18 @@ def run_worker(
     until: Callable[[WorkerStats], bool],
     timeout: float = 15,
     workers: list[Any] | None = None,
+    setup: Callable[[Any], object] = lambda worker: None,
     **kw: Any,
 ) -> WorkerStats:
     """Run a worker of the env's flavour on queue ``name`` until ``until(stats)``, then stop it gracefully
-    (the worker is appended to ``workers`` first, for handlers that watch it)."""
+    (the worker is appended to ``workers`` first, for handlers that watch it, and given to ``setup``)."""
     kw.setdefault("poll", 0.2)
     workers = [] if workers is None else workers
+    queue_kw = {"max_attempts": kw.pop("max_attempts", None), "shards": kw.pop("shards", 1)}
     if env.api == "sync":
-        worker = delayq.Worker(env.queue(name, max_attempts=kw.pop("max_attempts", None)), handler, **kw)
+        worker = delayq.Worker(env.queue(name, **queue_kw), handler, **kw)
         workers.append(worker)
+        setup(worker)
         thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
         thread.start()
         deadline = time.monotonic() + timeout
@@ -47,9 +52,10 @@ def run_worker(
         assert not thread.is_alive()
         assert until(worker.stats), f"worker did not get there in {timeout}s: {worker.stats}"
         return worker.stats
-    adapter = env.queue(name, max_attempts=kw.pop("max_attempts", None))
+    adapter = env.queue(name, **queue_kw)
     aworker = delayq.aio.Worker(adapter._queue, handler, **kw)
     workers.append(aworker)
+    setup(aworker)
 
     async def main() -> WorkerStats:
         task = asyncio.create_task(aworker.run(install_signals=False))
@@ -244,6 +250,31 @@ def test_an_ack_refused_at_shutdown_is_not_counted_processed(env: Env) -> None:
 
     stats = run_worker(env, name, handler, lambda s: len(started) == 2, workers=workers, concurrency=2, lock_ttl=30)
     assert (stats.processed, stats.lock_lost, stats.returned) == (1, 1, 0)
+    assert q.stats().total == 0
+
+
+def test_a_shard_failing_loses_no_claim_and_no_ack_of_a_worker(env: Env) -> None:
+    """Every third script call of a sharded worker fails, as if one master blinked: the jobs
+    claimed from the other shards still run at once (not after their locks expire), the acks
+    that were not applied are sent again, and every job runs once and is counted once."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, shards=3)
+    ids = [f"j{i}" for i in range(30)]
+    q.enqueue_many([i.encode() for i in ids], ids=ids)
+    runs: list[str] = []
+    lock = threading.Lock()
+    calls = itertools.count(1)
+
+    def blink(worker: Any) -> None:
+        fail_calls(worker.queue, lambda call: call.script.name in ("dequeue", "ack") and next(calls) % 3 == 0)
+
+    def handler(job: Job) -> None:
+        with lock:
+            runs.append(job.id)
+
+    stats = run_worker(env, name, handler, lambda s: s.processed >= 30, setup=blink, shards=3, concurrency=4, lock_ttl=30)
+    assert sorted(runs) == sorted(ids), "each job ran once: none waited for its lock to expire"
+    assert (stats.processed, stats.lock_lost, stats.returned) == (30, 0, 0)
     assert q.stats().total == 0
 
 
