@@ -21,7 +21,7 @@ from .aio import Queue
 __all__ = ["Worker"]
 
 
-def _in_daemon_thread(function: Callable[[Job], object], job: Job) -> asyncio.Future[object]:
+def _in_daemon_thread(function: Callable[[Job], object], job: Job) -> tuple[asyncio.Future[object], threading.Thread]:
     """Run a plain handler on a daemon thread. asyncio.to_thread's executor is joined when the
     loop closes, so a hard stop would still wait for a running handler."""
     loop = asyncio.get_running_loop()
@@ -42,8 +42,15 @@ def _in_daemon_thread(function: Callable[[Job], object], job: Job) -> asyncio.Fu
         with contextlib.suppress(RuntimeError):  # the loop may be closed after a hard stop
             loop.call_soon_threadsafe(settle, value, error)
 
-    threading.Thread(target=target, name=f"delayq-handler-{job.id[:16]}", daemon=True).start()
-    return future
+    thread = threading.Thread(target=target, name=f"delayq-handler-{job.id[:16]}", daemon=True)
+    thread.start()
+    return future, thread
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Read a given-up handler's end, so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Worker(WorkerBase[Queue]):
@@ -52,8 +59,9 @@ class Worker(WorkerBase[Queue]):
     Args:
         queue: A ``delayq.aio.Queue``.
         handler: ``async def handler(job)``, or a plain function (run in a thread).
-        concurrency, lock_ttl, poll, backoff, extend_every, grace, on_event, logger:
-            As for :class:`delayq.Worker`.
+        concurrency, lock_ttl, poll, backoff, extend_every, grace, timeout, on_event, logger:
+            As for :class:`delayq.Worker`. At its ``timeout`` an ``async def`` handler is
+            cancelled; a plain function's thread is abandoned, as in :class:`delayq.Worker`.
 
     Raises:
         InvalidType, InvalidArgument: A bad setting.
@@ -65,26 +73,58 @@ class Worker(WorkerBase[Queue]):
     def _setup(self) -> None:
         self._running: dict[Claim, tuple[Job, asyncio.Task[None]]] = {}
         self._finished: asyncio.Queue[tuple[Job, float, BaseException | None]] | None = None
+        self._threads: dict[Claim, threading.Thread] = {}
+        """The thread of each running plain handler."""
+        self._abandoned: dict[Claim, threading.Thread] = {}
+        """Threads of plain handlers that ran past the timeout, given up while they still run."""
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signalled(sig.name)
 
+    async def _handle(self, job: Job) -> None:
+        if inspect.iscoroutinefunction(self.handler):
+            await self.handler(job)
+            return
+        future, self._threads[claim_of(job)] = _in_daemon_thread(self.handler, job)
+        result = await future
+        if inspect.isawaitable(result):
+            await result
+
     async def _run_one(self, job: Job) -> None:
+        """Run the handler within the timeout, and hand its outcome to _settle."""
         assert self._finished is not None
+        claim = claim_of(job)
         start = time.perf_counter()
+        work = asyncio.ensure_future(self._handle(job))
         try:
-            if inspect.iscoroutinefunction(self.handler):
-                await self.handler(job)
-            else:
-                result = await _in_daemon_thread(self.handler, job)
-                if inspect.isawaitable(result):
-                    await result
-        except asyncio.CancelledError:
+            await asyncio.wait({work}, timeout=self.core.timeout)
+        except asyncio.CancelledError:  # a hard stop
+            work.cancel()
             raise
-        except BaseException as exc:
-            self._finished.put_nowait((job, time.perf_counter() - start, exc))
+        finally:
+            thread = self._threads.pop(claim, None)
+        error: BaseException | None
+        if not work.done():
+            # past the timeout: a coroutine is cancelled; a thread cannot be, and is abandoned
+            work.cancel()
+            work.add_done_callback(_retrieve)
+            if thread is not None and thread.is_alive():
+                self._abandoned[claim] = thread
+                self.core.abandoned(job, self._stuck())
+            error = self.core.timeout_error()
+        elif work.cancelled():  # the handler cancelled itself: a failure like any other
+            error = asyncio.CancelledError()
         else:
-            self._finished.put_nowait((job, time.perf_counter() - start, None))
+            error = work.exception()
+        self._finished.put_nowait((job, time.perf_counter() - start, error))
+
+    def _stuck(self) -> int:
+        """How many abandoned handler threads still run."""
+        for claim, thread in list(self._abandoned.items()):
+            if not thread.is_alive():
+                del self._abandoned[claim]
+                self.core.log.warning("job %s: its abandoned handler returned after the timeout; result ignored", claim[0])
+        return len(self._abandoned)
 
     async def _extend_loop(self) -> None:
         while not self._hard.is_set():
@@ -126,7 +166,8 @@ class Worker(WorkerBase[Queue]):
             Whether new jobs were claimed.
         """
         await self._settle(done)
-        free = self.core.concurrency - len(self._running)
+        short = max(0, self._stuck() - self.core.max_abandoned)  # past the bound, abandoned threads hold slots
+        free = self.core.concurrency - short - len(self._running)
         if free > 0:
             # no long-poll with acks to send: if a later step of it failed, the acks it applied
             # would be sent again and refused, and the worker would count them as lost
@@ -183,12 +224,14 @@ class Worker(WorkerBase[Queue]):
                     core.log.warning("Redis unreachable (%s); retrying in %.1fs", exc, pause)
                     await asyncio.sleep(pause)
                     continue
-                if not claimed and self._running:
+                if not claimed and (self._running or self._abandoned):
                     await self._wait_finished(BUSY_POLL_S)
             await self._shutdown(done)
         finally:
             self._hard.set()
             extender.cancel()
+            if self._stuck():
+                core.log.warning("%d abandoned handler threads still run; they end with the process", len(self._abandoned))
             for sig in installed:
                 loop.remove_signal_handler(sig)
         core.log.info("worker stopped: %s", core.stats)

@@ -48,6 +48,11 @@ class Worker(WorkerBase[Queue]):
       running handlers finish within ``grace`` seconds; a second signal stops at
       once, giving running jobs back too (at-least-once: they will run again). A job
       given back on a stop does not use an attempt (``Queue.release``).
+    - A handler still running after ``timeout`` seconds fails with a TimeoutError: its
+      job is retried or dead-lettered like any failure, and its lock no longer
+      extended. A thread cannot be killed, so the handler's thread is abandoned (what
+      it returns is ignored) and a new thread takes its slot; past ``concurrency``
+      abandoned threads still running, the worker runs short and logs an error.
 
     Args:
         queue: The queue to work on.
@@ -59,6 +64,8 @@ class Worker(WorkerBase[Queue]):
         backoff: Retry delays; default ``Backoff()`` (1 s, doubling, capped at 300 s, ±20%).
         extend_every: Seconds between lock extends; below ``lock_ttl``.
         grace: Seconds running handlers get to finish on a graceful stop.
+        timeout: Seconds a handler may run (1 ms to a week), or None for no limit;
+            default 300.
         on_event: Called with a WorkerEvent for every job outcome (metrics hook).
         logger: Where to log; default ``logging.getLogger("delayq.worker")``.
 
@@ -76,6 +83,12 @@ class Worker(WorkerBase[Queue]):
         # claimed jobs wait here for a handler thread; what is still here at a stop never started
         self._inbox: queue_module.SimpleQueue[Job | None] = queue_module.SimpleQueue()
         self._running: dict[Claim, Job] = {}
+        self._started: dict[Claim, float] = {}
+        """When each running handler started (time.monotonic), for the timeout."""
+        self._abandoned: set[Claim] = set()
+        """Claims whose handler ran past the timeout and whose thread was given up."""
+        self._serving = self.core.concurrency
+        """Handler threads taking jobs from the inbox (not stuck in an abandoned handler)."""
         self._guard = threading.Lock()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -83,17 +96,58 @@ class Worker(WorkerBase[Queue]):
 
     # -- the handler's side
 
-    def _handler_thread(self) -> None:
+    def _start_thread(self) -> None:
         # daemon threads: a hard stop must not wait for a handler at interpreter exit
         # (ThreadPoolExecutor's threads are joined there)
+        threading.Thread(target=self._handler_thread, name="delayq-handler", daemon=True).start()
+
+    def _handler_thread(self) -> None:
         while (job := self._inbox.get()) is not None:
+            claim = claim_of(job)
             start = time.perf_counter()
+            with self._guard:
+                self._started[claim] = time.monotonic()
+            error: BaseException | None = None
             try:
                 self.handler(job)
             except BaseException as exc:  # a handler's failure is the job's, never the worker's
-                self._results.put(_Outcome(job, time.perf_counter() - start, exc))
-            else:
-                self._results.put(_Outcome(job, time.perf_counter() - start, None))
+                error = exc
+            with self._guard:
+                if claim not in self._abandoned:
+                    del self._started[claim]
+                    self._results.put(_Outcome(job, time.perf_counter() - start, error))
+                    continue
+                # given up at its timeout: the job was settled then, so this result is ignored;
+                # the thread serves again if the worker runs short, else its replacement has its slot
+                self._abandoned.discard(claim)
+                serve = self._serving < self.core.concurrency
+                if serve:
+                    self._serving += 1
+            self.core.log.warning("job %s: its abandoned handler returned after the timeout; result ignored", job.id)
+            if not serve:
+                return
+
+    def _expire(self) -> None:
+        """Give up the handlers that ran past the timeout: each one's outcome is a TimeoutError
+        (settled as a failure), and a new thread takes its slot while few enough are abandoned."""
+        timeout = self.core.timeout
+        if timeout is None:
+            return
+        now = time.monotonic()
+        with self._guard:
+            expired = [(self._running[claim], now - start) for claim, start in self._started.items() if now - start >= timeout]
+            for job, seconds in expired:
+                del self._started[claim_of(job)]
+                self._abandoned.add(claim_of(job))
+                self._serving -= 1
+                self._results.put(_Outcome(job, seconds, self.core.timeout_error()))
+            stuck = len(self._abandoned)
+            replace = min(len(expired), max(0, self.core.max_abandoned - (stuck - len(expired))))
+            self._serving += replace
+        for job, _ in expired:
+            self.core.abandoned(job, stuck)
+        for _ in range(replace):
+            self._start_thread()
 
     def _extend_loop(self) -> None:
         while not self._hard.wait(self.core.extend_every):
@@ -158,8 +212,8 @@ class Worker(WorkerBase[Queue]):
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self._on_signal)
         core = self.core
-        for i in range(core.concurrency):
-            threading.Thread(target=self._handler_thread, name=f"delayq-handler-{i}", daemon=True).start()
+        for _ in range(core.concurrency):
+            self._start_thread()
         extender = threading.Thread(target=self._extend_loop, name="delayq-extender", daemon=True)
         extender.start()
         core.log.info("worker started on %r: concurrency %d, lock_ttl %.1fs", self.queue, core.concurrency, core.lock_ttl)
@@ -177,13 +231,15 @@ class Worker(WorkerBase[Queue]):
                     core.log.warning("Redis unreachable (%s); retrying in %.1fs", exc, pause)
                     self._stop.wait(pause)
                     continue
-                if not claimed and self._running:
+                if not claimed and (self._running or self._serving < core.concurrency):
                     self._wait_result(BUSY_POLL_S)
             self._shutdown(done)
         finally:
             self._hard.set()
-            for _ in range(core.concurrency):
+            for _ in range(core.concurrency + core.max_abandoned):  # every thread there may be
                 self._inbox.put(None)
+            if self._abandoned:
+                core.log.warning("%d abandoned handler threads still run; they end with the process", len(self._abandoned))
             for signum, old in previous.items():
                 signal.signal(signum, old)
         core.log.info("worker stopped: %s", core.stats)
@@ -195,8 +251,9 @@ class Worker(WorkerBase[Queue]):
         Returns:
             Whether new jobs were claimed.
         """
+        self._expire()
         self._settle(done)
-        free = self.core.concurrency - len(self._running)
+        free = self._serving - len(self._running)
         if free > 0:
             # no long-poll with acks to send: if a later step of it failed, the acks it applied
             # would be sent again and refused, and the worker would count them as lost
@@ -237,6 +294,7 @@ class Worker(WorkerBase[Queue]):
         deadline = time.monotonic() + self.core.grace
         while self._running and not self._hard.is_set() and time.monotonic() < deadline:
             self._wait_result(min(0.05, max(0.0, deadline - time.monotonic())))
+            self._expire()
             self._settle(done)
         self._settle(done)
         if done:

@@ -35,6 +35,12 @@ EventKind = Literal["processed", "failed", "retried", "dead_lettered", "lock_los
 
 MAX_ERROR_CHARS = 2000
 """Longest error text kept with a job."""
+DEFAULT_TIMEOUT_S = 300.0
+"""How long a handler may run by default: arq's default (RQ has 180 s, saq 10 s). Long enough for
+the jobs a queue like this usually runs, short enough that a hung handler does not hold a slot for
+hours; set ``timeout=None`` for no limit."""
+MAX_TIMEOUT_S = 7 * 24 * 3600
+"""Longest handler timeout: a week."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +138,7 @@ class WorkerCore:
     backoff: Backoff
     extend_every: float
     grace: float
+    timeout: float | None
     on_event: Callable[[WorkerEvent], None] | None
     log: logging.Logger
     stats: WorkerStats = field(default_factory=WorkerStats)
@@ -148,6 +155,7 @@ class WorkerCore:
         backoff: Backoff | None,
         extend_every: float | None,
         grace: float,
+        timeout: float | None,
         on_event: Callable[[WorkerEvent], None] | None,
         logger: logging.Logger | None,
     ) -> WorkerCore:
@@ -170,6 +178,7 @@ class WorkerCore:
         if every_s * 1000 >= ttl_ms:
             raise InvalidArgument(f"extend_every must be shorter than lock_ttl, got {extend_every!r} >= {lock_ttl!r}")
         grace_s = to_ms(grace, "grace", minimum_ms=0, maximum_s=24 * 3600) / 1000
+        timeout_s = None if timeout is None else to_ms(timeout, "timeout", minimum_ms=1, maximum_s=MAX_TIMEOUT_S) / 1000
         if on_event is not None and not callable(on_event):
             raise InvalidType(f"on_event must be callable, got {on_event!r}")
         return cls(
@@ -179,9 +188,40 @@ class WorkerCore:
             backoff=(backoff or Backoff()).check(),
             extend_every=every_s,
             grace=grace_s,
+            timeout=timeout_s,
             on_event=on_event,
             log=logger or logging.getLogger("delayq.worker"),
         )
+
+    def timeout_error(self) -> TimeoutError:
+        """The failure of a handler that ran past ``timeout`` (its text is kept with the job)."""
+        return TimeoutError(f"the handler ran longer than the worker's timeout of {self.timeout:g}s")
+
+    @property
+    def max_abandoned(self) -> int:
+        """Most handler threads given up at their timeout that are replaced while they still run
+        (a thread cannot be killed): one per slot, so at most 2 x concurrency threads. Past that,
+        the worker runs with fewer slots until some of them return."""
+        return self.concurrency
+
+    def abandoned(self, job: Job, stuck: int) -> None:
+        """Log a plain handler's thread given up at its timeout; ``stuck`` such threads still run."""
+        self.log.warning(
+            "job %s: handler ran past the %gs timeout; its thread cannot be stopped and is abandoned "
+            "(its result will be ignored); %d abandoned handler threads still run",
+            job.id,
+            self.timeout,
+            stuck,
+        )
+        if stuck > self.max_abandoned:
+            self.log.error(
+                "%d abandoned handler threads still run, more than the %d replaced: the worker runs "
+                "%d of its %d slots until they return; look for handlers that hang",
+                stuck,
+                self.max_abandoned,
+                self.concurrency - (stuck - self.max_abandoned),
+                self.concurrency,
+            )
 
     def retry_delay(self, job: Job) -> float:
         """The backoff delay for a job that just failed on its ``job.attempts``-th claim."""
@@ -293,6 +333,7 @@ class WorkerBase(Generic[QueueT]):
         backoff: Backoff | None = None,
         extend_every: float | None = None,
         grace: float = 30,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
         on_event: Callable[[WorkerEvent], None] | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -310,6 +351,7 @@ class WorkerBase(Generic[QueueT]):
             backoff=backoff,
             extend_every=extend_every,
             grace=grace,
+            timeout=timeout,
             on_event=on_event,
             logger=logger,
         )

@@ -28,7 +28,7 @@ def run_worker(
     name: str,
     handler: Callable[[Job], object],
     until: Callable[[WorkerStats], bool],
-    timeout: float = 15,
+    within: float = 15,
     workers: list[Any] | None = None,
     setup: Callable[[Any], object] = lambda worker: None,
     **kw: Any,
@@ -44,13 +44,13 @@ def run_worker(
         setup(worker)
         thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
         thread.start()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while not until(worker.stats) and time.monotonic() < deadline:
             time.sleep(0.01)
         worker.stop()
         thread.join(15)
         assert not thread.is_alive()
-        assert until(worker.stats), f"worker did not get there in {timeout}s: {worker.stats}"
+        assert until(worker.stats), f"worker did not get there in {within}s: {worker.stats}"
         return worker.stats
     adapter = env.queue(name, **queue_kw)
     aworker = delayq.aio.Worker(adapter._queue, handler, **kw)
@@ -59,7 +59,7 @@ def run_worker(
 
     async def main() -> WorkerStats:
         task = asyncio.create_task(aworker.run(install_signals=False))
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while not until(aworker.stats) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         aworker.stop()
@@ -67,7 +67,7 @@ def run_worker(
 
     assert env._loop is not None
     stats = env._loop.run_until_complete(main())
-    assert until(stats), f"worker did not get there in {timeout}s: {stats}"
+    assert until(stats), f"worker did not get there in {within}s: {stats}"
     return stats
 
 
@@ -278,6 +278,113 @@ def test_a_shard_failing_loses_no_claim_and_no_ack_of_a_worker(env: Env) -> None
     assert q.stats().total == 0
 
 
+def test_a_hung_handler_times_out_fails_and_frees_its_slot(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """A handler that never returns: after ``timeout`` its job fails with a timeout error (retried,
+    then dead-lettered, per the backoff), and the worker goes on with other jobs at full capacity.
+    A plain handler's thread cannot be stopped: it is abandoned, and what it returns is ignored."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, max_attempts=2)
+    q.enqueue(b"hang", id="hang")
+    q.enqueue(b"ok", id="ok", delay=0.05)
+    unblock = threading.Event()
+    runs: list[tuple[str, int]] = []
+
+    def handler(job: Job) -> None:
+        runs.append((job.id, job.attempts))
+        if job.id == "hang":
+            unblock.wait(30)
+
+    events: list[WorkerEvent] = []
+    try:
+        with caplog.at_level("WARNING", logger="delayq.worker"):
+            stats = run_worker(
+                env,
+                name,
+                handler,
+                lambda s: s.dead_lettered == 1 and s.processed == 1,
+                concurrency=1,
+                timeout=0.3,
+                max_attempts=2,
+                lock_ttl=5,
+                backoff=Backoff(base=0.05, jitter=0),
+                on_event=events.append,
+            )
+    finally:
+        unblock.set()  # the abandoned threads return now: nothing may count it
+    assert runs == [("hang", 1), ("ok", 1), ("hang", 2)], "one slot: the hung handler's was given back"
+    assert (stats.failed, stats.retried, stats.dead_lettered, stats.processed, stats.lock_lost) == (2, 1, 1, 1, 0)
+    (dead,) = q.dead_letters()
+    assert dead.id == "hang" and dead.error is not None and dead.error.startswith("TimeoutError:")
+    assert "0.3" in dead.error
+    assert [e.kind for e in events if e.job.id == "hang"] == ["failed", "retried", "failed", "dead_lettered"]
+    assert "abandoned" in caplog.text
+    assert q.stats() == QueueStats(ready=0, delayed=0, in_flight=0, dead=1)
+
+
+def test_abandoned_handler_threads_are_bounded(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """At most ``concurrency`` abandoned threads are replaced: past that the worker runs short,
+    says so loudly, and takes a thread back into service when an abandoned handler returns
+    (whose result is ignored: it counts neither as processed nor as failed again)."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, max_attempts=1)
+    q.enqueue_many([b"hang", b"hang"], ids=["hang-1", "hang-2"])
+    unblock = threading.Event()
+    started: list[str] = []
+
+    def handler(job: Job) -> None:
+        started.append(job.id)
+        if job.id.startswith("hang"):
+            unblock.wait(30)
+
+    early: list[bool] = []
+
+    def then_ok() -> None:
+        q.enqueue(b"ok", id="ok")
+        time.sleep(0.5)  # no handler is free: "ok" waits
+        early.append("ok" in started)
+        unblock.set()
+
+    checker = threading.Thread(target=then_ok)
+
+    def go_on(stats: WorkerStats) -> bool:
+        if stats.dead_lettered == 2 and not checker.is_alive() and not unblock.is_set():
+            checker.start()
+        return stats.processed == 1
+
+    with caplog.at_level("WARNING", logger="delayq.worker"):
+        try:
+            stats = run_worker(env, name, handler, go_on, concurrency=1, timeout=0.2, max_attempts=1)
+        finally:
+            unblock.set()
+    checker.join()
+    assert early == [False], "past the bound, the worker ran short"
+    assert started == ["hang-1", "hang-2", "ok"]
+    assert (stats.failed, stats.dead_lettered, stats.processed) == (2, 2, 1)
+    assert any(r.levelname == "ERROR" and "abandoned" in r.getMessage() for r in caplog.records)
+
+
+def test_an_async_handler_is_cancelled_at_its_timeout(env: Env) -> None:
+    if env.api == "sync":
+        pytest.skip("async handlers are the asyncio worker's")
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, max_attempts=1)
+    q.enqueue(b"slow", id="slow")
+    cancelled: list[str] = []
+
+    async def handler(job: Job) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(job.id)
+            raise
+
+    stats = run_worker(env, name, handler, lambda s: s.dead_lettered == 1, timeout=0.2, max_attempts=1)
+    assert cancelled == ["slow"]
+    assert (stats.failed, stats.dead_lettered, stats.processed) == (1, 1, 0)
+    (dead,) = q.dead_letters()
+    assert dead.error is not None and dead.error.startswith("TimeoutError:")
+
+
 def test_a_failing_hook_does_not_stop_the_worker(env: Env) -> None:
     name = unique_name("w")
     delayq.Queue(env.raw, name).enqueue_many([b"a", b"b", b"c"])
@@ -300,6 +407,10 @@ def test_a_failing_hook_does_not_stop_the_worker(env: Env) -> None:
         ({"backoff": Backoff(factor=0.5)}, delayq.InvalidArgument, "factor"),
         ({"backoff": Backoff(jitter=1.5)}, delayq.InvalidArgument, "jitter"),
         ({"on_event": "print"}, delayq.InvalidType, "on_event"),
+        ({"timeout": 0}, delayq.InvalidArgument, "timeout"),
+        ({"timeout": -5}, delayq.InvalidArgument, "-5"),
+        ({"timeout": float("inf")}, delayq.InvalidArgument, "timeout"),
+        ({"timeout": "60"}, delayq.InvalidType, "'60'"),
     ],
 )
 def test_bad_worker_settings(kwargs: dict[str, Any], error: type[Exception], text: str) -> None:
