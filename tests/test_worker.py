@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -383,6 +384,67 @@ def test_an_async_handler_is_cancelled_at_its_timeout(env: Env) -> None:
     assert (stats.failed, stats.dead_lettered, stats.processed) == (1, 1, 0)
     (dead,) = q.dead_letters()
     assert dead.error is not None and dead.error.startswith("TimeoutError:")
+
+
+def test_what_the_worker_counts_is_what_happened(env: Env) -> None:
+    """Every claim ends in exactly one of processed, retried, dead_lettered, lock_lost, returned, and
+    each counter equals the change it names in the queue: processed = jobs acked away, dead_lettered
+    = the dead letters, returned = the jobs back in the queue unrun (attempts as before), retried =
+    the claims that came back for another run, lock_lost = the claims whose job was taken away."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, max_attempts=2)
+    ids = ["ok-1", "ok-2", "ok-3", "ok-4", "flaky", "bad", "hang", "gone", "late-1", "late-2"]
+    q.enqueue_many([i.encode() for i in ids[:-2]], ids=ids[:-2])
+    claims: list[tuple[str, str, int]] = []
+    lock = threading.Lock()
+    unblock = threading.Event()
+
+    def handler(job: Job) -> None:
+        with lock:
+            claims.append((job.id, job.token, job.attempts))
+        if job.id == "bad" or (job.id == "flaky" and job.attempts == 1):
+            raise RuntimeError("no good")
+        if job.id in ("hang", "late-1", "late-2"):
+            unblock.wait(30)  # "hang" times out; "late-*" are still running at the stop
+        if job.id == "gone":
+            assert q.cancel("gone")
+
+    def settled(s: WorkerStats) -> bool:
+        # the rest done, two jobs come that are still running when the worker stops
+        if (s.processed, s.dead_lettered, s.lock_lost) == (5, 2, 1) and q.stats().total == 2:
+            q.enqueue_many([b"late-1", b"late-2"], ids=["late-1", "late-2"])
+        return sum(c[0].startswith("late") for c in claims) == 2
+
+    events: list[WorkerEvent] = []
+    try:
+        stats = run_worker(
+            env,
+            name,
+            handler,
+            settled,
+            concurrency=4,
+            max_attempts=2,
+            timeout=1,
+            grace=0.1,
+            backoff=Backoff(base=0.05, jitter=0),
+            on_event=events.append,
+        )
+    finally:
+        unblock.set()
+    terminal = [e for e in events if e.kind != "failed"]
+    assert sorted((e.job.id, e.job.token) for e in terminal) == sorted((i, t) for i, t, _ in claims), "one end per claim"
+    left = q.stats()
+    cancelled = 1
+    assert stats.processed == len(ids) - left.total - cancelled == 5
+    assert stats.dead_lettered == left.dead == 2
+    assert sorted(d.id for d in q.dead_letters()) == ["bad", "hang"]
+    assert stats.returned == left.ready == 2
+    assert sorted((p.id, p.attempts) for p in q.peek()) == [("late-1", 0), ("late-2", 0)]
+    runs = Counter(i for i, _, _ in claims)
+    assert stats.retried == sum(n - 1 for n in runs.values()) == 3  # flaky, bad and hang came back once
+    assert stats.lock_lost == cancelled
+    assert stats.failed == stats.retried + stats.dead_lettered == 5
+    assert left.in_flight == 0
 
 
 def test_a_failing_hook_does_not_stop_the_worker(env: Env) -> None:
