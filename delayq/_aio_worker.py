@@ -173,14 +173,14 @@ class Worker(WorkerBase[Queue]):
             # would be sent again and refused, and the worker would count them as lost
             wait = self.core.poll if not self._running and not done else 0
             result = await self.queue._ack_and_claim([f.job for f in done], free, self.core.lock_ttl, wait)
-            done[:] = self.core.acked(done, result.refused, result.unapplied)
+            done[:] = self.core.acked(done, result)
             jobs = result.jobs
             for job in jobs:
                 self._running[claim_of(job)] = (job, asyncio.create_task(self._run_one(job)))
             return bool(jobs)
         if done:
             settled = await self.queue._ack_claims([f.job for f in done])
-            done[:] = self.core.acked(done, settled.refused, settled.unapplied)
+            done[:] = self.core.acked(done, settled)
         return False
 
     async def _wait_finished(self, timeout: float) -> None:
@@ -219,6 +219,7 @@ class Worker(WorkerBase[Queue]):
                     failures = 0
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     # Redis restarting or failing over: keep the finished jobs for the next call
+                    core.unsure(done)
                     failures += 1
                     pause = outage_pause(failures)
                     core.log.warning("Redis unreachable (%s); retrying in %.1fs", exc, pause)
@@ -250,7 +251,7 @@ class Worker(WorkerBase[Queue]):
             except Exception as exc:
                 self.core.log.error("acking the finished jobs on shutdown failed: %s", exc)
                 result = AckResult(0, [], [f.job for f in done])
-            self.core.acked(done, result.refused, result.unapplied, final=True)
+            self.core.acked(done, result, final=True)
         left = list(self._running.values())
         self._running.clear()
         for job, task in left:

@@ -137,12 +137,16 @@ class AckResult:
     acked: int
     refused: list[Job] = field(default_factory=list)
     unapplied: list[Job] = field(default_factory=list)
+    gone: list[Job] = field(default_factory=list)
+    """Those of ``refused`` whose job is gone (acked or cancelled since): for a caller that sends an
+    ack again after a call whose reply it lost, most likely acked by that call."""
 
 
 @dataclass(frozen=True, slots=True)
 class DequeueResult:
     """Everything a dequeue reports: the server's time, the next due time, the jobs claimed, and
-    what became of the jobs it was asked to ack (``acked``, ``refused``, ``unapplied``: as in AckResult)."""
+    what became of the jobs it was asked to ack (``acked``, ``refused``, ``unapplied``, ``gone``: as in
+    AckResult)."""
 
     now_ms: int
     next_ms: int | None
@@ -151,6 +155,7 @@ class DequeueResult:
     jobs: list[Job]
     refused: list[Job] = field(default_factory=list)
     unapplied: list[Job] = field(default_factory=list)
+    gone: list[Job] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- validation
@@ -429,19 +434,21 @@ class QueueCore:
     def ack_claims(self, jobs: Iterable[Job]) -> Op[AckResult]:
         """Validate, then ack in one call; says which acks were refused (lock lost)."""
         acks = self.unique_claims(jobs)
-        refused = yield from self._ack(acks)
-        return AckResult(len(acks) - len(refused), refused)
+        refused, gone = yield from self._ack(acks)
+        return AckResult(len(acks) - len(refused), refused, [], gone)
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Validate, then ack in one call; see Queue.ack_many."""
         acks = self.unique_claims(jobs)
-        return len(acks) - len((yield from self._ack(acks)))
+        refused, _ = yield from self._ack(acks)
+        return len(acks) - len(refused)
 
-    def _ack(self, acks: list[Job]) -> Op[list[Job]]:
+    def _ack(self, acks: list[Job]) -> Op[tuple[list[Job], list[Job]]]:
+        """Ack the (unique) claims: (those refused, those of them whose job is gone)."""
         if not acks:
-            return []
+            return [], []
         reply = yield self._call("ack", self._now(), *(part for job in acks for part in (job.id, job.token)))
-        return [acks[int(position) - 1] for position in reply]
+        return _refusals(reply, acks)
 
     def ack(self, job: Job) -> Op[bool]:
         """See Queue.ack."""
@@ -552,8 +559,20 @@ def _parse_dequeue(reply: list[Any], ttl_ms: int, token: str, acks: list[Job]) -
     for job_id, payload, attempts, due_ms in zip(fields, fields, fields, fields, strict=True):
         tok = tokens.get(attempts) or tokens.setdefault(attempts, f"{attempts}:{token}")
         jobs.append(Job(job_id.decode(), payload, attempts, tok, expires, int(due_ms)))
-    refused = [acks[int(position) - 1] for position in reply[2]] if reply[2] else []
-    return DequeueResult(now_ms, next_ms, len(acks) - len(refused), int(reply[3]), jobs, refused)
+    refused, gone = _refusals(reply[2], acks) if reply[2] else ([], [])
+    return DequeueResult(now_ms, next_ms, len(acks) - len(refused), int(reply[3]), jobs, refused, [], gone)
+
+
+def _refusals(positions: list[Any], acks: list[Job]) -> tuple[list[Job], list[Job]]:
+    """The acks a script refused, from their positions (1-based; negated: the job is gone), and
+    those of them whose job is gone."""
+    refused, gone = [], []
+    for position in map(int, positions):
+        job = acks[abs(position) - 1]
+        refused.append(job)
+        if position < 0:
+            gone.append(job)
+    return refused, gone
 
 
 def long_poll(
@@ -575,7 +594,7 @@ def long_poll(
             yield pause(min(remaining, until_due))
         result = yield from dequeue(())
         dead += result.dead_lettered
-    return DequeueResult(result.now_ms, result.next_ms, acked, dead, result.jobs, first.refused, first.unapplied)
+    return DequeueResult(result.now_ms, result.next_ms, acked, dead, result.jobs, first.refused, first.unapplied, first.gone)
 
 
 def check_client(client: object) -> None:

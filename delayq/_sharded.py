@@ -181,6 +181,7 @@ class ShardedCore:
         jobs: list[Job] = []
         refused: list[Job] = []
         unapplied: list[Job] = []
+        gone: list[Job] = []
         failure: Exception | None = None
         acked = dead = 0
         now_ms, next_ms = 0, None
@@ -193,7 +194,7 @@ class ShardedCore:
                     part = yield from shard.dequeue(missing, lock_ttl, mine)
                 elif mine:
                     settled = yield from shard.ack_claims(mine)
-                    part = DequeueResult(0, None, settled.acked, 0, [], settled.refused)
+                    part = DequeueResult(0, None, settled.acked, 0, [], settled.refused, [], settled.gone)
                 else:
                     continue
             except Exception as exc:
@@ -204,6 +205,7 @@ class ShardedCore:
             jobs += part.jobs
             acked += part.acked
             refused += part.refused
+            gone += part.gone
             dead += part.dead_lettered
             now_ms = max(now_ms, part.now_ms)
             if part.next_ms is not None and (next_ms is None or part.next_ms < next_ms):
@@ -211,7 +213,7 @@ class ShardedCore:
         if failure is not None and not jobs and acked == 0:
             raise failure
         jobs.sort(key=lambda job: job.due_ms)  # due order within the batch, as close as shards allow
-        return DequeueResult(now_ms, next_ms if len(jobs) < batch else None, acked, dead, jobs, refused, unapplied)
+        return DequeueResult(now_ms, next_ms if len(jobs) < batch else None, acked, dead, jobs, refused, unapplied, gone)
 
     def claim(
         self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), wait: Duration = 0, max_block: float | None = None
@@ -231,7 +233,7 @@ class ShardedCore:
         result is returned with that shard's jobs in ``unapplied``, else the first failure is raised.
         """
         listed = self._jobs(jobs)
-        acked, refused, unapplied = 0, [], []
+        acked, refused, unapplied, gone = 0, [], [], []
         failure: Exception | None = None
         for index, positions in self._group(j.id for j in listed).items():
             mine = [listed[p] for p in positions]
@@ -244,9 +246,10 @@ class ShardedCore:
                 continue
             acked += part.acked
             refused += part.refused
+            gone += part.gone
         if failure is not None and acked == 0:
             raise failure
-        return AckResult(acked, refused, unapplied)
+        return AckResult(acked, refused, unapplied, gone)
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Ack on each job's shard, one call per shard; see Queue.ack_many."""

@@ -226,6 +226,7 @@ class Worker(WorkerBase[Queue]):
                     failures = 0
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     # Redis restarting or failing over: keep the finished jobs for the next call
+                    core.unsure(done)
                     failures += 1
                     pause = outage_pause(failures)
                     core.log.warning("Redis unreachable (%s); retrying in %.1fs", exc, pause)
@@ -259,7 +260,7 @@ class Worker(WorkerBase[Queue]):
             # would be sent again and refused, and the worker would count them as lost
             wait = self.core.poll if not self._running and not done else 0
             result = self.queue._ack_and_claim([f.job for f in done], free, self.core.lock_ttl, wait)
-            done[:] = self.core.acked(done, result.refused, result.unapplied)
+            done[:] = self.core.acked(done, result)
             jobs = result.jobs
             for job in jobs:
                 with self._guard:
@@ -268,7 +269,7 @@ class Worker(WorkerBase[Queue]):
             return bool(jobs)
         if done:
             settled = self.queue._ack_claims([f.job for f in done])
-            done[:] = self.core.acked(done, settled.refused, settled.unapplied)
+            done[:] = self.core.acked(done, settled)
         return False
 
     def _wait_result(self, timeout: float) -> None:
@@ -303,7 +304,7 @@ class Worker(WorkerBase[Queue]):
             except Exception as exc:
                 self.core.log.error("acking the finished jobs on shutdown failed: %s", exc)
                 result = AckResult(0, [], [f.job for f in done])
-            self.core.acked(done, result.refused, result.unapplied, final=True)
+            self.core.acked(done, result, final=True)
         with self._guard:
             left = list(self._running.values())
             self._running.clear()

@@ -6,11 +6,11 @@ import logging
 import math
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from ._core import MAX_BATCH, MAX_LOCK_TTL_S, to_ms
+from ._core import MAX_BATCH, MAX_LOCK_TTL_S, AckResult, DequeueResult, to_ms
 from ._errors import InvalidArgument, InvalidType
 from ._types import Job
 
@@ -114,6 +114,8 @@ class Finished:
 
     job: Job
     seconds: float
+    uncertain: bool = False
+    """A call that carried its ack failed, so the ack may have been applied though no reply said so."""
 
 
 @dataclass
@@ -228,35 +230,42 @@ class WorkerCore:
         with self._lock:  # random.Random is not meant to be shared between threads unguarded
             return self.backoff.delay(job.attempts, self.rng)
 
-    def acked(
-        self, done: list[Finished], refused: Iterable[Job], unapplied: Iterable[Job] = (), *, final: bool = False
-    ) -> list[Finished]:
+    def acked(self, done: list[Finished], result: AckResult | DequeueResult, *, final: bool = False) -> list[Finished]:
         """Count what acking ``done`` did: "processed" for each ack applied, "lock_lost" for each one
-        refused (the lock was lost between the handler's end and the ack).
+        refused (the lock was lost between the handler's end and the ack). An ack sent again after
+        a failed call (``uncertain``) and refused because the job is gone was, most likely, applied
+        by that call: "processed".
 
         Args:
             done: The finished jobs that were to be acked.
-            refused: Those whose ack was refused.
-            unapplied: Those whose ack was not tried (a call failed).
-            final: No later call will ack ``unapplied`` (the worker stops): count them "lock_lost",
-                as they will come back when their locks expire.
+            result: What the call said of them.
+            final: No later call will ack the unapplied ones (the worker stops): count them
+                "lock_lost", as they will come back when their locks expire.
 
         Returns:
             The jobs of ``done`` whose ack was not tried, to send again (none when ``final``).
         """
-        lost = {claim_of(job) for job in refused}
-        again = {claim_of(job) for job in unapplied}
+        lost = {claim_of(job) for job in result.refused}
+        gone = {claim_of(job) for job in result.gone}
+        again = {claim_of(job) for job in result.unapplied}
         left = []
         for finished in done:
             claim = claim_of(finished.job)
             if claim in again and not final:
-                left.append(finished)
-            else:
-                kind: EventKind = "lock_lost" if claim in lost or claim in again else "processed"
-                self.record(WorkerEvent(kind, finished.job, finished.seconds))
+                left.append(Finished(finished.job, finished.seconds, uncertain=True))  # a call failed: maybe applied
+                continue
+            applied = claim not in lost and claim not in again
+            if claim in gone and finished.uncertain:
+                applied = True
+                self.log.info("job %s: an earlier ack's reply was lost and the job is gone: counted as acked", finished.job.id)
+            self.record(WorkerEvent("processed" if applied else "lock_lost", finished.job, finished.seconds))
         if final and again:
             self.log.error("%d finished jobs could not be acked; they come back when their locks expire", len(again))
         return left
+
+    def unsure(self, done: list[Finished]) -> None:
+        """Mark ``done`` after a failed call that carried their acks: the call may have applied them."""
+        done[:] = [Finished(f.job, f.seconds, uncertain=True) for f in done]
 
     def returned(self, job: Job, released: bool | BaseException) -> None:
         """Count a job given back unfinished with ``release`` (its attempt undone): "returned", or

@@ -11,7 +11,8 @@ KEYS[6] wake     (list)  long-poll wake-up tokens (deleted with an idle queue)
 ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[2..]        (id, token string) pairs, at most 1000, ids distinct
 Returns: array of integers: the positions (1..n, in ARGV pair order) of the acks
-  refused because the lock was lost; empty when every one was applied.
+  refused because the lock was lost, negated when the job has no meta left (gone:
+  acked or cancelled since); empty when every one was applied.
 Cost: O(batch * log L), L = jobs in flight; at most 13 redis.call per batch.
 ]]
 local rcall = redis.call
@@ -41,8 +42,10 @@ for i = 1, n do
   if cur[i] == toks[i] and exp[i] and tonumber(exp[i]) > now then
     acked = acked + 1
     ok[acked] = ids[i]
-  else
+  elseif cur[i] then
     refused[#refused + 1] = i
+  else
+    refused[#refused + 1] = -i
   end
 end
 if acked > 0 then

@@ -31,7 +31,9 @@ Returns: flat array: now_ms, next_ms, refused, dead_lettered, then for each clai
   dead_lettered and attempts integers; due_ms is when the job came due (for a
   redelivered job, when its previous lease expired). refused is a nested array of
   integers: the positions (1..k, in ARGV order) of the acks refused because the
-  lock was lost, empty when all k were applied. next_ms is "" when the batch was filled,
+  lock was lost, empty when all k were applied; a position is negated when the
+  job has no meta left (gone: acked or cancelled since, as for a caller that
+  re-sends an ack whose first reply it lost). next_ms is "" when the batch was filled,
   otherwise the earliest time a job becomes due or a lease expires ("" if none).
 Cost: O(log N + batch + k): ZRANGEBYSCORE on lease and on due, 2 HMGET, then one
   multi-member ZADD/HSET/ZREM/HDEL per structure; no per-job redis.call.
@@ -67,8 +69,10 @@ if ack_count > 0 then
     if cur[i] == toks[i] and exp[i] and tonumber(exp[i]) > now then
       acked = acked + 1
       ok[acked] = ids[i]
-    else
+    elseif cur[i] then
       refused[#refused + 1] = i  -- the rare path: a lock lost
+    else
+      refused[#refused + 1] = -i
     end
   end
   -- the lease goes first, the payload last

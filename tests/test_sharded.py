@@ -137,9 +137,10 @@ def test_bad_shards(env: Env, shards: object, error: type[Exception]) -> None:
         env.queue(shards=shards)
 
 
-def fail_calls(q: Any, fails: Callable[[Call], bool]) -> list[Call]:
+def fail_calls(q: Any, fails: Callable[[Call], bool], *, after: bool = False) -> list[Call]:
     """From now on, the queue's script calls for which ``fails(call)`` is true raise ConnectionError
-    (as when one shard's master is down); returns the list of calls that failed."""
+    (as when one shard's master is down), or with ``after``, run and then raise (as when the reply
+    is lost); returns the list of calls that failed."""
     target = getattr(q, "_queue", q)  # the async queue under the sync adapter
     execute = target._execute
     failed: list[Call] = []
@@ -152,15 +153,19 @@ def fail_calls(q: Any, fails: Callable[[Call], bool]) -> list[Call]:
     if inspect.iscoroutinefunction(execute):
 
         async def async_failing(step: Step) -> Any:
+            if after:
+                reply = await execute(step)
             check(step)
-            return await execute(step)
+            return reply if after else await execute(step)
 
         target._execute = async_failing
     else:
 
         def failing(step: Step) -> Any:
+            if after:
+                reply = execute(step)
             check(step)
-            return execute(step)
+            return reply if after else execute(step)
 
         target._execute = failing
     return failed

@@ -20,6 +20,7 @@ import redis
 import delayq
 import delayq.aio
 from delayq import Backoff, Job, QueueStats, WorkerEvent, WorkerStats
+from delayq._core import Call
 from tests.conftest import Env, unique_name
 from tests.test_sharded import fail_calls
 
@@ -445,6 +446,39 @@ def test_what_the_worker_counts_is_what_happened(env: Env) -> None:
     assert stats.lock_lost == cancelled
     assert stats.failed == stats.retried + stats.dead_lettered == 5
     assert left.in_flight == 0
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_an_ack_whose_reply_was_lost_is_counted_processed(env: Env, shards: int) -> None:
+    """The call carrying the acks is applied but its reply is lost (a connection cut): the worker
+    sends the acks again, finds those jobs gone, and counts them processed, not lost. (The jobs the
+    lost call claimed come back when their short locks expire.)"""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, shards=shards)
+    ids = [f"j{i}" for i in range(12)]
+    q.enqueue_many([i.encode() for i in ids], ids=ids)
+    carried = itertools.count(1)
+
+    def cut(worker: Any) -> None:
+        def fails(call: Call) -> bool:
+            has_acks = call.script.name == "ack" or (call.script.name == "dequeue" and int(call.args[5]) > 0)
+            return has_acks and next(carried) % 2 == 1
+
+        fail_calls(worker.queue, fails, after=True)
+
+    stats = run_worker(
+        env,
+        name,
+        lambda job: None,
+        lambda s: s.processed + s.lock_lost >= 12,
+        setup=cut,
+        concurrency=3,
+        lock_ttl=0.3,
+        shards=shards,
+    )
+    assert next(carried) > 2, "some replies were lost"
+    assert (stats.processed, stats.lock_lost) == (12, 0)
+    assert q.stats().total == 0
 
 
 def test_a_failing_hook_does_not_stop_the_worker(env: Env) -> None:
