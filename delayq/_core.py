@@ -386,9 +386,8 @@ class QueueCore:
         _check_int(batch, "batch", 1, MAX_BATCH)
         ttl = to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)
         acks = self.unique_claims(done)
-        pairs = [part for job in acks for part in (job.id, job.token)]
         token = secrets.token_hex(8)
-        call = self._call("dequeue", batch, ttl, token, self.max_attempts or 0, self._now(), len(acks), *pairs)
+        call = self._call("dequeue", batch, ttl, token, self.max_attempts or 0, self._now(), len(acks), *_pairs(acks))
         reply = yield call
         return _parse_dequeue(reply, ttl, token, acks)
 
@@ -427,10 +426,6 @@ class QueueCore:
             raise InvalidArgument(f"at most {MAX_BATCH} jobs can be acked in one call, got {len(seen)}")
         return list(seen.values())
 
-    def token_pairs(self, jobs: Iterable[Job]) -> list[str]:
-        """(id, token) of each claim, flat, as the scripts take them; checked as by unique_claims."""
-        return [part for job in self.unique_claims(jobs) for part in (job.id, job.token)]
-
     def ack_claims(self, jobs: Iterable[Job]) -> Op[AckResult]:
         """Validate, then ack in one call; says which acks were refused (lock lost)."""
         acks = self.unique_claims(jobs)
@@ -447,7 +442,7 @@ class QueueCore:
         """Ack the (unique) claims: (those refused, those of them whose job is gone)."""
         if not acks:
             return [], []
-        reply = yield self._call("ack", self._now(), *(part for job in acks for part in (job.id, job.token)))
+        reply = yield self._call("ack", self._now(), *_pairs(acks))
         return _refusals(reply, acks)
 
     def ack(self, job: Job) -> Op[bool]:
@@ -561,6 +556,11 @@ def _parse_dequeue(reply: list[Any], ttl_ms: int, token: str, acks: list[Job]) -
         jobs.append(Job(job_id.decode(), payload, attempts, tok, expires, int(due_ms)))
     refused, gone = _refusals(reply[2], acks) if reply[2] else ([], [])
     return DequeueResult(now_ms, next_ms, len(acks) - len(refused), int(reply[3]), jobs, refused, [], gone)
+
+
+def _pairs(acks: list[Job]) -> list[str]:
+    """(id, token) of each claim, flat, as the scripts take them."""
+    return [part for job in acks for part in (job.id, job.token)]
 
 
 def _refusals(positions: list[Any], acks: list[Job]) -> tuple[list[Job], list[Job]]:
