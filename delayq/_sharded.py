@@ -106,6 +106,8 @@ class ShardedCore:
         _check_int(shards, "shards", 1, MAX_SHARDS)
         self.shards = [QueueCore(name, prefix=prefix, max_attempts=max_attempts, tag=t) for t in shard_tags(name, shards)]
         self._start = random.randrange(shards)
+        self._down: set[int] = set()
+        """Shards whose last call failed (logged once when they fail, once when they answer again)."""
 
     @property
     def clock(self) -> Callable[[], int] | None:
@@ -127,6 +129,16 @@ class ShardedCore:
         for position, job_id in enumerate(job_ids):
             groups.setdefault(zlib.crc32(job_id.encode("utf-8")) % len(self.shards), []).append(position)
         return groups
+
+    def _failed(self, index: int, exc: Exception) -> None:
+        if index not in self._down:
+            self._down.add(index)
+            _log.warning("queue %r: shard %d failed (%s); going on with the others until it answers", self.name, index, exc)
+
+    def _answered(self, index: int) -> None:
+        if index in self._down:
+            self._down.discard(index)
+            _log.warning("queue %r: shard %d answers again", self.name, index)
 
     def _rotation(self) -> list[int]:
         self._start = (self._start + 1) % len(self.shards)
@@ -200,8 +212,9 @@ class ShardedCore:
             except Exception as exc:
                 failure = failure or exc
                 unapplied += shard.unique_claims(mine)
-                _log.warning("queue %r: shard %d failed (%s); going on with the others", self.name, index, exc)
+                self._failed(index, exc)
                 continue
+            self._answered(index)
             jobs += part.jobs
             acked += part.acked
             refused += part.refused
@@ -242,8 +255,9 @@ class ShardedCore:
             except Exception as exc:
                 failure = failure or exc
                 unapplied += self.shards[index].unique_claims(mine)
-                _log.warning("queue %r: shard %d failed (%s); going on with the others", self.name, index, exc)
+                self._failed(index, exc)
                 continue
+            self._answered(index)
             acked += part.acked
             refused += part.refused
             gone += part.gone
