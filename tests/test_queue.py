@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -11,7 +12,7 @@ import pytest
 
 import delayq
 from delayq import Job, QueueStats, ScriptError
-from delayq._core import AckResult
+from delayq._core import SENTINEL, AckResult
 from tests.conftest import Env, unique_name
 from tests.snapshots import snapshot
 
@@ -194,6 +195,10 @@ def test_release_refuses_a_lost_lock_and_changes_nothing(env: Env) -> None:
     (new,) = q.dequeue(lock_ttl=30)
     before = snapshot(env.raw, q)
     assert q.release(old) is False, "claimed again by another"
+    assert snapshot(env.raw, q) == before
+    # the reserved member that keeps lease and meta alive is no job, whatever a client sends
+    with contextlib.suppress(delayq.InvalidArgument):
+        assert q.release(Job(SENTINEL, b"", 1, "", 0, 0)) is False
     assert snapshot(env.raw, q) == before
     assert q.cancel("j")
     assert q.release(new) is False, "cancelled"
