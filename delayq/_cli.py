@@ -190,6 +190,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "lock_ttl": args.lock_ttl,
         "poll": args.poll,
         "grace": args.grace,
+        "timeout": args.timeout or None,
     }
     if getattr(args, "metrics", False):
         settings["on_event"] = worker_metrics(args.queue)
@@ -396,6 +397,9 @@ def add_queue_commands(commands: Any) -> None:
     p.add_argument("--no-scheduler", action="store_true", help="do not enqueue the tasks' periodic jobs from this process")
     p.add_argument("--poll", type=_seconds, default=1.0, help="longest long-poll wait when idle (default 1)")
     p.add_argument("--grace", type=_seconds, default=30.0, help="seconds running jobs get to finish on SIGTERM (default 30)")
+    p.add_argument(
+        "--timeout", type=_seconds, default=300.0, help="seconds a handler may run before it fails (default 300; 0 = no limit)"
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default info")
     p.add_argument(
         "--metrics",

@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, Union
 
@@ -42,6 +42,7 @@ __all__ = [
     "SHARDED_NAP_S",
     "WAIT_SLICE_S",
     "WINDOW_STEP_S",
+    "AckResult",
     "Block",
     "Call",
     "DequeueResult",
@@ -108,6 +109,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "resume": ("paused", "due", "lease", "wake"),
     "schedule": ("due", "payload", "wake", "periodic"),
     "periodic_state": ("periodic",),
+    "release": ("due", "lease", "meta", "wake", "waiters"),
 }
 """The keys each script takes, in KEYS order, by role; each role is one key of the queue."""
 
@@ -156,14 +158,34 @@ SHARDED_NAP_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
+class AckResult:
+    """What became of the jobs an ack was asked to delete: each one is in exactly one of ``acked``
+    (a count), ``refused`` (the lock was lost: not acked, and never will be by this claim) or
+    ``unapplied`` (the call that would ack it failed, so it was not tried: the lock may still be
+    held, and acking it again may succeed; only a sharded queue reports some and returns)."""
+
+    acked: int
+    refused: list[Job] = field(default_factory=list)
+    unapplied: list[Job] = field(default_factory=list)
+    gone: list[Job] = field(default_factory=list)
+    """Those of ``refused`` whose job is gone (acked or cancelled since): for a caller that sends an
+    ack again after a call whose reply it lost, most likely acked by that call."""
+
+
+@dataclass(frozen=True, slots=True)
 class DequeueResult:
-    """Everything one dequeue script call reports."""
+    """Everything a dequeue reports: the server's time, the next due time, the jobs claimed, and
+    what became of the jobs it was asked to ack (``acked``, ``refused``, ``unapplied``, ``gone``: as in
+    AckResult)."""
 
     now_ms: int
     next_ms: int | None
     acked: int
     dead_lettered: int
     jobs: list[Job]
+    refused: list[Job] = field(default_factory=list)
+    unapplied: list[Job] = field(default_factory=list)
+    gone: list[Job] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- validation
@@ -456,11 +478,11 @@ class QueueCore:
         """
         _check_int(batch, "batch", 1, MAX_BATCH)
         ttl = to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)
-        pairs = self.token_pairs(done)
+        acks = self.unique_claims(done)
         token = secrets.token_hex(8)
-        args: list[bytes | str | int] = [batch, ttl, token, self.max_attempts or 0, self._now(), len(pairs) // 2]
-        reply = yield self._call("dequeue", *args, *pairs, waiter, back_ms, int(BLOCK_MARGIN_S * 1000))
-        return _parse_dequeue(reply, ttl, token)
+        args: list[bytes | str | int] = [batch, ttl, token, self.max_attempts or 0, self._now(), len(acks)]
+        reply = yield self._call("dequeue", *args, *_pairs(acks), waiter, back_ms, int(BLOCK_MARGIN_S * 1000))
+        return _parse_dequeue(reply, ttl, token, acks)
 
     def claim(
         self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), wait: Duration = 0, max_block: float | None = None
@@ -503,23 +525,41 @@ class QueueCore:
 
         return (yield from long_poll(dequeue, done, wait, pause))
 
-    def token_pairs(self, jobs: Iterable[Job]) -> list[str]:
+    def unique_claims(self, jobs: Iterable[Job]) -> list[Job]:
+        """The jobs, each checked, once per claim (a job given twice counts once), at most MAX_BATCH.
+
+        Raises:
+            InvalidType: ``jobs`` is not an iterable of Job.
+            InvalidArgument: More than MAX_BATCH claims.
+        """
         if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
             raise InvalidType(f"expected an iterable of Job, got {jobs!r:.80}")
-        seen: dict[tuple[str, str], None] = {}
+        seen: dict[tuple[str, str], Job] = {}
         for job in jobs:
             _check_claim(job)
-            seen[(job.id, job.token)] = None
+            seen.setdefault((job.id, job.token), job)
         if len(seen) > MAX_BATCH:
             raise InvalidArgument(f"at most {MAX_BATCH} jobs can be acked in one call, got {len(seen)}")
-        return [part for pair in seen for part in pair]
+        return list(seen.values())
+
+    def ack_claims(self, jobs: Iterable[Job]) -> Op[AckResult]:
+        """Validate, then ack in one call; says which acks were refused (lock lost)."""
+        acks = self.unique_claims(jobs)
+        refused, gone = yield from self._ack(acks)
+        return AckResult(len(acks) - len(refused), refused, [], gone)
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Validate, then ack in one call; see Queue.ack_many."""
-        pairs = self.token_pairs(jobs)
-        if not pairs:
-            return 0
-        return int((yield self._call("ack", self._now(), *pairs)))
+        acks = self.unique_claims(jobs)
+        refused, _ = yield from self._ack(acks)
+        return len(acks) - len(refused)
+
+    def _ack(self, acks: list[Job]) -> Op[tuple[list[Job], list[Job]]]:
+        """Ack the (unique) claims: (those refused, those of them whose job is gone)."""
+        if not acks:
+            return [], []
+        reply = yield self._call("ack", self._now(), *_pairs(acks))
+        return _refusals(reply, acks)
 
     def ack(self, job: Job) -> Op[bool]:
         """See Queue.ack."""
@@ -536,6 +576,11 @@ class QueueCore:
         _utf8(text, "error")
         reply = yield self._call("nack", job.id, job.token, delay_ms, self.max_attempts or 0, text, self._now())
         return int(reply)
+
+    def release(self, job: Job) -> Op[bool]:
+        """Give a job back unfinished, its attempt undone; False if the lock was lost. See Queue.release."""
+        _check_claim(job)
+        return int((yield self._call("release", job.id, job.token, self._now()))) == 1
 
     def extend(self, job: Job, lock_ttl: Duration) -> Op[int | None]:
         """Returns the new expiry in ms, or None if the lock was lost. See Queue.extend."""
@@ -758,7 +803,7 @@ def check_state(state: object) -> JobState:
     raise InvalidArgument(f"state must be one of {', '.join(STATES)}, got {state!r}")
 
 
-def _parse_dequeue(reply: list[Any], ttl_ms: int, token: str) -> DequeueResult:
+def _parse_dequeue(reply: list[Any], ttl_ms: int, token: str, acks: list[Job]) -> DequeueResult:
     now_ms = int(reply[0])
     next_ms = int(reply[1]) if reply[1] not in (b"", "") else None
     expires = now_ms + ttl_ms
@@ -769,7 +814,25 @@ def _parse_dequeue(reply: list[Any], ttl_ms: int, token: str) -> DequeueResult:
     for job_id, payload, attempts, due_ms in zip(fields, fields, fields, fields, strict=True):
         tok = tokens.get(attempts) or tokens.setdefault(attempts, f"{attempts}:{token}")
         jobs.append(Job(job_id.decode(), payload, attempts, tok, expires, int(due_ms)))
-    return DequeueResult(now_ms, next_ms, int(reply[2]), int(reply[3]), jobs)
+    refused, gone = _refusals(reply[2], acks) if reply[2] else ([], [])
+    return DequeueResult(now_ms, next_ms, len(acks) - len(refused), int(reply[3]), jobs, refused, [], gone)
+
+
+def _pairs(acks: list[Job]) -> list[str]:
+    """(id, token) of each claim, flat, as the scripts take them."""
+    return [part for job in acks for part in (job.id, job.token)]
+
+
+def _refusals(positions: list[Any], acks: list[Job]) -> tuple[list[Job], list[Job]]:
+    """The acks a script refused, from their positions (1-based; negated: the job is gone), and
+    those of them whose job is gone."""
+    refused, gone = [], []
+    for position in map(int, positions):
+        job = acks[abs(position) - 1]
+        refused.append(job)
+        if position < 0:
+            gone.append(job)
+    return refused, gone
 
 
 def long_poll(
@@ -789,7 +852,7 @@ def long_poll(
     """
     wait_s = to_ms(wait, "wait", minimum_ms=0, maximum_s=MAX_WAIT_S) / 1000
     deadline = time.monotonic() + wait_s
-    result = yield from dequeue(done, wait_s)
+    first = result = yield from dequeue(done, wait_s)
     acked, dead = result.acked, result.dead_lettered
     while not result.jobs and (remaining := deadline - time.monotonic()) > 0:
         step = pause(result, remaining)
@@ -797,7 +860,7 @@ def long_poll(
             yield step
         result = yield from dequeue((), max(0.0, deadline - time.monotonic()))
         dead += result.dead_lettered
-    return DequeueResult(result.now_ms, result.next_ms, acked, dead, result.jobs)
+    return DequeueResult(result.now_ms, result.next_ms, acked, dead, result.jobs, first.refused, first.unapplied, first.gone)
 
 
 def check_client(client: object) -> None:

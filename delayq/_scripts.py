@@ -26,6 +26,7 @@ _NAMES = (
     "periodic_state",
     "purge",
     "redrive",
+    "release",
     "reschedule",
     "schedule",
     "stats",

@@ -41,6 +41,7 @@ drain them before upgrading.
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 import random
 import zlib
@@ -53,7 +54,9 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from ._core import (
     DEFAULT_MAX_ATTEMPTS,
     MAX_BATCH,
+    MAX_LOCK_TTL_S,
     SHARDED_NAP_S,
+    AckResult,
     DequeueResult,
     Duration,
     Op,
@@ -69,6 +72,7 @@ from ._core import (
     check_state,
     long_poll,
     prepare_enqueue,
+    to_ms,
 )
 from ._errors import InvalidType
 from ._inspect import JobInfo, JobPage
@@ -81,6 +85,8 @@ ClientT = TypeVar("ClientT")
 
 MAX_SHARDS = 256
 """Most shards one queue may have."""
+
+_log = logging.getLogger("delayq")
 
 
 def shard_tags(name: str, shards: int) -> list[str]:
@@ -134,6 +140,8 @@ class ShardedCore:
             for i, tag in enumerate(shard_tags(name, shards))
         ]
         self._start = random.randrange(shards)
+        self._down: set[int] = set()
+        """Shards whose last call failed (logged once when they fail, once when they answer again)."""
 
     @property
     def clock(self) -> Callable[[], int] | None:
@@ -156,6 +164,16 @@ class ShardedCore:
             groups.setdefault(zlib.crc32(job_id.encode("utf-8")) % len(self.shards), []).append(position)
         return groups
 
+    def _failed(self, index: int, exc: Exception) -> None:
+        if index not in self._down:
+            self._down.add(index)
+            _log.warning("queue %r: shard %d failed (%s); going on with the others until it answers", self.name, index, exc)
+
+    def _answered(self, index: int) -> None:
+        if index in self._down:
+            self._down.discard(index)
+            _log.warning("queue %r: shard %d answers again", self.name, index)
+
     def _rotation(self) -> list[int]:
         self._start = (self._start + 1) % len(self.shards)
         return [(self._start + k) % len(self.shards) for k in range(len(self.shards))]
@@ -165,7 +183,7 @@ class ShardedCore:
         if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
             raise InvalidType(f"expected an iterable of Job, got {jobs!r:.80}")
         listed = list(jobs)
-        self.shards[0].token_pairs(listed)
+        self.shards[0].unique_claims(listed)
         return listed
 
     # -- enqueue
@@ -193,31 +211,56 @@ class ShardedCore:
     # -- claim and settle
 
     def dequeue(self, batch: int, lock_ttl: Duration, done: Iterable[Job] = ()) -> Op[DequeueResult]:
-        """Ack ``done`` on their shards and claim up to ``batch`` jobs, one call per shard at most."""
+        """Ack ``done`` on their shards and claim up to ``batch`` jobs, one call per shard at most.
+
+        A shard whose call fails is skipped and the others are still asked. If they claimed jobs
+        or applied acks, those are returned (raising would drop them: claimed jobs would wait for
+        their locks to expire, applied acks would be sent again and refused), with the failed
+        shard's acks in ``unapplied``; otherwise the first failure is raised.
+        """
         _check_int(batch, "batch", 1, MAX_BATCH)
+        to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)  # now every exception below is a call's
         finished = self._jobs(done)
         acks: dict[int, list[Job]] = {
             index: [finished[p] for p in positions] for index, positions in self._group(j.id for j in finished).items()
         }
         jobs: list[Job] = []
+        refused: list[Job] = []
+        unapplied: list[Job] = []
+        gone: list[Job] = []
+        failure: Exception | None = None
         acked = dead = 0
         now_ms, next_ms = 0, None
         order = self._rotation()
         for index in order:
             shard, mine = self.shards[index], acks.get(index, [])
             missing = batch - len(jobs)
-            if missing > 0:
-                part = yield from shard.dequeue(missing, lock_ttl, mine)
-                jobs += part.jobs
-                acked += part.acked
-                dead += part.dead_lettered
-                now_ms = max(now_ms, part.now_ms)
-                if part.next_ms is not None and (next_ms is None or part.next_ms < next_ms):
-                    next_ms = part.next_ms
-            elif mine:
-                acked += yield from shard.ack_many(mine)
+            try:
+                if missing > 0:
+                    part = yield from shard.dequeue(missing, lock_ttl, mine)
+                elif mine:
+                    settled = yield from shard.ack_claims(mine)
+                    part = DequeueResult(0, None, settled.acked, 0, [], settled.refused, [], settled.gone)
+                else:
+                    continue
+            except Exception as exc:
+                failure = failure or exc
+                unapplied += shard.unique_claims(mine)
+                self._failed(index, exc)
+                continue
+            self._answered(index)
+            jobs += part.jobs
+            acked += part.acked
+            refused += part.refused
+            gone += part.gone
+            dead += part.dead_lettered
+            now_ms = max(now_ms, part.now_ms)
+            if part.next_ms is not None and (next_ms is None or part.next_ms < next_ms):
+                next_ms = part.next_ms
+        if failure is not None and not jobs and acked == 0:
+            raise failure
         jobs.sort(key=lambda job: (job.due_ms, job.id))  # due order within the batch, ties by id as in a shard
-        return DequeueResult(now_ms, next_ms if len(jobs) < batch else None, acked, dead, jobs)
+        return DequeueResult(now_ms, next_ms if len(jobs) < batch else None, acked, dead, jobs, refused, unapplied, gone)
 
     def claim(
         self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), wait: Duration = 0, max_block: float | None = None
@@ -232,6 +275,32 @@ class ShardedCore:
             return Sleep(nap) if nap > 0 else None
 
         return (yield from long_poll(lambda acks, _remaining: self.dequeue(batch, lock_ttl, acks), done, wait, pause))
+
+    def ack_claims(self, jobs: Iterable[Job]) -> Op[AckResult]:
+        """Ack on each job's shard, one call per shard; says which acks were refused (lock lost).
+
+        As for dequeue, a shard whose call fails is skipped: if other shards applied acks, the
+        result is returned with that shard's jobs in ``unapplied``, else the first failure is raised.
+        """
+        listed = self._jobs(jobs)
+        acked, refused, unapplied, gone = 0, [], [], []
+        failure: Exception | None = None
+        for index, positions in self._group(j.id for j in listed).items():
+            mine = [listed[p] for p in positions]
+            try:
+                part = yield from self.shards[index].ack_claims(mine)
+            except Exception as exc:
+                failure = failure or exc
+                unapplied += self.shards[index].unique_claims(mine)
+                self._failed(index, exc)
+                continue
+            self._answered(index)
+            acked += part.acked
+            refused += part.refused
+            gone += part.gone
+        if failure is not None and acked == 0:
+            raise failure
+        return AckResult(acked, refused, unapplied, gone)
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Ack on each job's shard, one call per shard; see Queue.ack_many."""
@@ -248,6 +317,10 @@ class ShardedCore:
     def nack(self, job: Job, delay: Duration = 0, error: str | None = None) -> Op[int]:
         """See Queue.nack."""
         return (yield from self.shard_of(_check_claim(job).id).nack(job, delay, error))
+
+    def release(self, job: Job) -> Op[bool]:
+        """See Queue.release."""
+        return (yield from self.shard_of(_check_claim(job).id).release(job))
 
     def extend(self, job: Job, lock_ttl: Duration) -> Op[int | None]:
         """See Queue.extend."""

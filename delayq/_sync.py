@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import SCRIPT_LOADS, Block, Duration, Op, Payload, Sleep, Step, script_error
+from ._core import SCRIPT_LOADS, AckResult, Block, DequeueResult, Duration, Op, Payload, Sleep, Step, script_error
 from ._inspect import JobInfo, JobPage
 from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
@@ -34,7 +34,9 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         shards: Spread the queue over this many hash tags (1-256), so that on a
             Redis Cluster its load spreads over the masters. Ordering is then by
             due time within a shard and only approximate across shards; see
-            the README.
+            the README. A dequeue whose call to one shard fails returns what the
+            other shards gave (the failed shard's acks not applied, nor counted);
+            it raises only when no shard claimed or acked anything.
 
     Raises:
         InvalidType: ``client``, ``name``, ``prefix`` or ``max_attempts`` of the wrong type.
@@ -66,10 +68,17 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
                 raise script_error(call, self._core.name, exc) from exc
 
     def _drive(self, op: Op[T]) -> T:
+        # a failed step is thrown into the operation, which may still hold results it must not drop
+        # (a sharded dequeue's jobs claimed from earlier shards); most let it through unchanged
         try:
             call = next(op)
             while True:
-                call = op.send(self._execute(call))
+                try:
+                    reply = self._execute(call)
+                except Exception as exc:
+                    call = op.throw(exc)
+                else:
+                    call = op.send(reply)
         except StopIteration as stop:
             result: T = stop.value
             return result
@@ -165,8 +174,16 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
 
         Cost: one round trip, O(log N + batch + len(done)).
         """
-        result = self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
+        result = self._ack_and_claim(done, batch, lock_ttl, wait)
         return result.acked, result.jobs
+
+    def _ack_and_claim(self, done: Iterable[Job], batch: int, lock_ttl: Duration, wait: Duration) -> DequeueResult:
+        """ack_and_dequeue with everything the call reports (which acks were refused), for the workers."""
+        return self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
+
+    def _ack_claims(self, jobs: Iterable[Job]) -> AckResult:
+        """ack_many, saying which acks were refused (lock lost), for the workers."""
+        return self._drive(self._core.ack_claims(jobs))
 
     def ack(self, job: Job) -> bool:
         """Delete a finished job, if this consumer still holds its lock.
@@ -208,6 +225,8 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         """Give a claimed job back, due again after ``delay``.
 
         With ``max_attempts`` set and reached, the job goes to the dead letters instead.
+        This counts the claim as a failed attempt; to give back a job that did not
+        fail (on shutdown, say), use :meth:`release`.
 
         Args:
             job: A job returned by :meth:`dequeue`.
@@ -223,6 +242,31 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         Cost: one round trip, O(log N).
         """
         return self._drive(self._core.nack(job, delay, error)) > 0
+
+    def release(self, job: Job) -> bool:
+        """Give a claimed job back unfinished, due now, as if this claim had not happened.
+
+        For a job its holder gives up for its own reasons, not because the job
+        failed (a worker shutting down, a batch claimed but not started). Unlike
+        :meth:`nack`, the attempt this claim counted is undone: ``attempts`` goes
+        back to what it was before the claim, so a job on its last attempt is
+        never dead-lettered by a release, and its next claim has the same
+        ``attempts`` as this one. A kept error text stays. Wakes one consumer
+        waiting in a long-poll, as :meth:`nack` does.
+
+        Args:
+            job: A job returned by :meth:`dequeue`.
+
+        Returns:
+            True if given back; False if the lock was lost (expired, or the job
+            was cancelled or claimed again), in which case nothing is changed.
+
+        Raises:
+            InvalidType: ``job`` is not a Job.
+
+        Cost: one round trip, O(log N).
+        """
+        return self._drive(self._core.release(job))
 
     def extend(self, job: Job, lock_ttl: Duration = 30) -> bool:
         """Keep a long job locked: its lock now expires ``lock_ttl`` from the server's now.

@@ -10,16 +10,37 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from ._core import MAX_BATCH, MAX_LOCK_TTL_S, to_ms
+from ._core import MAX_BATCH, MAX_LOCK_TTL_S, AckResult, DequeueResult, to_ms
 from ._errors import InvalidArgument, InvalidType
 from ._types import Job
 
-__all__ = ["Backoff", "EventKind", "WorkerBase", "WorkerCore", "WorkerEvent", "WorkerStats", "error_text", "outage_pause"]
+__all__ = [
+    "Backoff",
+    "Claim",
+    "EventKind",
+    "Finished",
+    "WorkerBase",
+    "WorkerCore",
+    "WorkerEvent",
+    "WorkerStats",
+    "claim_of",
+    "error_text",
+    "outage_pause",
+]
+
+Claim = tuple[str, str]
+"""A claim: (job id, token). Ids are re-usable once a job is gone, so a worker tracks claims (DESIGN rule 8)."""
 
 EventKind = Literal["processed", "failed", "retried", "dead_lettered", "lock_lost", "returned"]
 
 MAX_ERROR_CHARS = 2000
 """Longest error text kept with a job."""
+DEFAULT_TIMEOUT_S = 300.0
+"""How long a handler may run by default: arq's default (RQ has 180 s, saq 10 s). Long enough for
+the jobs a queue like this usually runs, short enough that a hung handler does not hold a slot for
+hours; set ``timeout=None`` for no limit."""
+MAX_TIMEOUT_S = 7 * 24 * 3600
+"""Longest handler timeout: a week."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +89,12 @@ class WorkerEvent:
     """One thing that happened to a job in a worker, for metrics hooks.
 
     Attributes:
-        kind: "processed" (handler succeeded, job acked), "failed" (handler raised),
-            "retried" (given back with a delay), "dead_lettered", "lock_lost" (the
-            lock expired or the job was cancelled while the handler ran; not acked),
-            "returned" (claimed but not finished, given back at once on shutdown).
+        kind: "processed" (handler succeeded, and the ack was applied), "failed" (handler
+            raised), "retried" (given back with a delay), "dead_lettered", "lock_lost" (the
+            lock expired or the job was cancelled before the ack or give-back: not acked;
+            it comes back by itself if it still exists),
+            "returned" (claimed but not finished, given back at once on shutdown, its attempt
+            not counted: see ``Queue.release``).
         job: The job.
         seconds: How long the handler ran (0 when it did not run).
         error: The error text for "failed", "retried" and "dead_lettered".
@@ -83,6 +106,16 @@ class WorkerEvent:
     seconds: float = 0.0
     error: str | None = None
     delay: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A job whose handler returned, waiting for its ack (sent with the next claim)."""
+
+    job: Job
+    seconds: float
+    uncertain: bool = False
+    """A call that carried its ack failed, so the ack may have been applied though no reply said so."""
 
 
 @dataclass
@@ -107,6 +140,7 @@ class WorkerCore:
     backoff: Backoff
     extend_every: float
     grace: float
+    timeout: float | None
     on_event: Callable[[WorkerEvent], None] | None
     log: logging.Logger
     stats: WorkerStats = field(default_factory=WorkerStats)
@@ -123,6 +157,7 @@ class WorkerCore:
         backoff: Backoff | None,
         extend_every: float | None,
         grace: float,
+        timeout: float | None,
         on_event: Callable[[WorkerEvent], None] | None,
         logger: logging.Logger | None,
     ) -> WorkerCore:
@@ -145,6 +180,7 @@ class WorkerCore:
         if every_s * 1000 >= ttl_ms:
             raise InvalidArgument(f"extend_every must be shorter than lock_ttl, got {extend_every!r} >= {lock_ttl!r}")
         grace_s = to_ms(grace, "grace", minimum_ms=0, maximum_s=24 * 3600) / 1000
+        timeout_s = None if timeout is None else to_ms(timeout, "timeout", minimum_ms=1, maximum_s=MAX_TIMEOUT_S) / 1000
         if on_event is not None and not callable(on_event):
             raise InvalidType(f"on_event must be callable, got {on_event!r}")
         return cls(
@@ -154,14 +190,90 @@ class WorkerCore:
             backoff=(backoff or Backoff()).check(),
             extend_every=every_s,
             grace=grace_s,
+            timeout=timeout_s,
             on_event=on_event,
             log=logger or logging.getLogger("delayq.worker"),
         )
+
+    def timeout_error(self) -> TimeoutError:
+        """The failure of a handler that ran past ``timeout`` (its text is kept with the job)."""
+        return TimeoutError(f"the handler ran longer than the worker's timeout of {self.timeout:g}s")
+
+    @property
+    def max_abandoned(self) -> int:
+        """Most handler threads given up at their timeout that are replaced while they still run
+        (a thread cannot be killed): one per slot, so at most 2 x concurrency threads. Past that,
+        the worker runs with fewer slots until some of them return."""
+        return self.concurrency
+
+    def abandoned(self, job: Job, stuck: int) -> None:
+        """Log a plain handler's thread given up at its timeout; ``stuck`` such threads still run."""
+        self.log.warning(
+            "job %s: handler ran past the %gs timeout; its thread cannot be stopped and is abandoned "
+            "(its result will be ignored); %d abandoned handler threads still run",
+            job.id,
+            self.timeout,
+            stuck,
+        )
+        if stuck > self.max_abandoned:
+            self.log.error(
+                "%d abandoned handler threads still run, more than the %d replaced: the worker runs "
+                "%d of its %d slots until they return; look for handlers that hang",
+                stuck,
+                self.max_abandoned,
+                self.concurrency - (stuck - self.max_abandoned),
+                self.concurrency,
+            )
 
     def retry_delay(self, job: Job) -> float:
         """The backoff delay for a job that just failed on its ``job.attempts``-th claim."""
         with self._lock:  # random.Random is not meant to be shared between threads unguarded
             return self.backoff.delay(job.attempts, self.rng)
+
+    def acked(self, done: list[Finished], result: AckResult | DequeueResult, *, final: bool = False) -> list[Finished]:
+        """Count what acking ``done`` did: "processed" for each ack applied, "lock_lost" for each one
+        refused (the lock was lost between the handler's end and the ack). An ack sent again after
+        a failed call (``uncertain``) and refused because the job is gone was, most likely, applied
+        by that call: "processed".
+
+        Args:
+            done: The finished jobs that were to be acked.
+            result: What the call said of them.
+            final: No later call will ack the unapplied ones (the worker stops): count them
+                "lock_lost", as they will come back when their locks expire.
+
+        Returns:
+            The jobs of ``done`` whose ack was not tried, to send again (none when ``final``).
+        """
+        lost = {claim_of(job) for job in result.refused}
+        gone = {claim_of(job) for job in result.gone}
+        again = {claim_of(job) for job in result.unapplied}
+        left = []
+        for finished in done:
+            claim = claim_of(finished.job)
+            if claim in again and not final:
+                left.append(Finished(finished.job, finished.seconds, uncertain=True))  # a call failed: maybe applied
+                continue
+            applied = claim not in lost and claim not in again
+            if claim in gone and finished.uncertain:
+                applied = True
+                self.log.info("job %s: an earlier ack's reply was lost and the job is gone: counted as acked", finished.job.id)
+            self.record(WorkerEvent("processed" if applied else "lock_lost", finished.job, finished.seconds))
+        if final and again:
+            self.log.error("%d finished jobs could not be acked; they come back when their locks expire", len(again))
+        return left
+
+    def unsure(self, done: list[Finished]) -> None:
+        """Mark ``done`` after a failed call that carried their acks: the call may have applied them."""
+        done[:] = [Finished(f.job, f.seconds, uncertain=True) for f in done]
+
+    def returned(self, job: Job, released: bool | BaseException) -> None:
+        """Count a job given back unfinished with ``release`` (its attempt undone): "returned", or
+        "lock_lost" when the release found the lock gone or failed (``released`` is the error); the
+        job then comes back when its lock expires."""
+        if isinstance(released, BaseException):
+            self.log.error("giving job %s back failed (%s); it comes back when its lock expires", job.id, released)
+        self.record(WorkerEvent("returned" if released is True else "lock_lost", job))
 
     def record(self, event: WorkerEvent) -> None:
         """Count, log and report one event (thread-safe). A failing hook is logged, never raised."""
@@ -202,6 +314,11 @@ def error_text(exc: BaseException) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 
+def claim_of(job: Job) -> Claim:
+    """The claim a job was delivered by."""
+    return (job.id, job.token)
+
+
 QueueT = TypeVar("QueueT")
 
 
@@ -225,6 +342,7 @@ class WorkerBase(Generic[QueueT]):
         backoff: Backoff | None = None,
         extend_every: float | None = None,
         grace: float = 30,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
         on_event: Callable[[WorkerEvent], None] | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -242,12 +360,14 @@ class WorkerBase(Generic[QueueT]):
             backoff=backoff,
             extend_every=extend_every,
             grace=grace,
+            timeout=timeout,
             on_event=on_event,
             logger=logger,
         )
         self._stop = threading.Event()
         self._hard = threading.Event()
-        self._lost: set[str] = set()
+        self._lost: set[Claim] = set()
+        """Claims whose lock an extend found lost while the handler ran."""
         self._setup()
 
     def _setup(self) -> None:

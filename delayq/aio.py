@@ -14,7 +14,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import SCRIPT_LOADS, Block, Duration, Op, Payload, Sleep, Step, script_error
+from ._core import SCRIPT_LOADS, AckResult, Block, DequeueResult, Duration, Op, Payload, Sleep, Step, script_error
 from ._inspect import JobInfo, JobPage
 from ._sharded import QueueBase
 from ._types import DeadJob, Job, PendingJob, QueueStats
@@ -63,10 +63,16 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
                 raise script_error(call, self._core.name, exc) from exc
 
     async def _drive(self, op: Op[T]) -> T:
+        # a failed step is thrown into the operation: see delayq.Queue._drive
         try:
             call = next(op)
             while True:
-                call = op.send(await self._execute(call))
+                try:
+                    reply = await self._execute(call)
+                except Exception as exc:
+                    call = op.throw(exc)
+                else:
+                    call = op.send(reply)
         except StopIteration as stop:
             result: T = stop.value
             return result
@@ -91,8 +97,16 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
         self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0
     ) -> tuple[int, list[Job]]:
         """See :meth:`delayq.Queue.ack_and_dequeue`."""
-        result = await self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
+        result = await self._ack_and_claim(done, batch, lock_ttl, wait)
         return result.acked, result.jobs
+
+    async def _ack_and_claim(self, done: Iterable[Job], batch: int, lock_ttl: Duration, wait: Duration) -> DequeueResult:
+        """ack_and_dequeue with everything the call reports (which acks were refused), for the workers."""
+        return await self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
+
+    async def _ack_claims(self, jobs: Iterable[Job]) -> AckResult:
+        """ack_many, saying which acks were refused (lock lost), for the workers."""
+        return await self._drive(self._core.ack_claims(jobs))
 
     async def ack(self, job: Job) -> bool:
         """See :meth:`delayq.Queue.ack`."""
@@ -105,6 +119,10 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
     async def nack(self, job: Job, delay: Duration = 0, *, error: str | None = None) -> bool:
         """See :meth:`delayq.Queue.nack`."""
         return await self._drive(self._core.nack(job, delay, error)) > 0
+
+    async def release(self, job: Job) -> bool:
+        """See :meth:`delayq.Queue.release`."""
+        return await self._drive(self._core.release(job))
 
     async def extend(self, job: Job, lock_ttl: Duration = 30) -> bool:
         """See :meth:`delayq.Queue.extend`."""

@@ -11,7 +11,9 @@ KEYS[5] due      (zset)  waiting job id -> due time ms (only counted, for the cl
 KEYS[6] wake     (list)  long-poll wake-up tokens (deleted with an idle queue)
 ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[2..]        (id, token string) pairs, at most 1000, ids distinct
-Returns: integer, how many jobs were acked.
+Returns: array of integers: the positions (1..n, in ARGV pair order) of the acks
+  refused because the lock was lost, negated when the job has no meta left (gone:
+  acked or cancelled since); empty when every one was applied.
 Cost: O(batch * log L), L = jobs in flight; at most 13 redis.call per batch.
 ]]
 local rcall = redis.call
@@ -37,11 +39,15 @@ for i = 1, n do
 end
 local cur = rcall('HMGET', meta_key, unpack(ids))
 local exp = rcall('ZMSCORE', lease_key, unpack(ids))
-local ok, acked = {}, 0
+local ok, acked, refused = {}, 0, {}
 for i = 1, n do
   if cur[i] == toks[i] and exp[i] and tonumber(exp[i]) > now and ids[i] ~= SENTINEL then
     acked = acked + 1
     ok[acked] = ids[i]
+  elseif cur[i] then
+    refused[#refused + 1] = i
+  else
+    refused[#refused + 1] = -i
   end
 end
 if acked > 0 then
@@ -56,4 +62,4 @@ if acked > 0 then
   end
   if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
 end
-return acked
+return refused

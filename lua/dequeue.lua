@@ -42,14 +42,18 @@ ARGV[8+2k]   back_ms      (ms)    a waiter that claims nothing will call again w
                                   leaves); it blocks on `wake` in between
 ARGV[9+2k]   near_ms      (ms)    a waiter watches E anyway when E is this close (it could not
                                   block on `wake` for that short a time, as BLPOP times out late)
-Returns: flat array: now_ms, next_ms, acked, dead_lettered, then for each claimed
+Returns: flat array: now_ms, next_ms, refused, dead_lettered, then for each claimed
   job id, payload, attempts, due_ms. now_ms/next_ms/due_ms are integer strings,
-  the others integers; due_ms is when the job came due (for a redelivered job,
-  when its previous lease expired). next_ms is "" when the batch was filled,
+  dead_lettered and attempts integers; due_ms is when the job came due (for a
+  redelivered job, when its previous lease expired). refused is a nested array of
+  integers: the positions (1..k, in ARGV order) of the acks refused because the
+  lock was lost, empty when all k were applied; a position is negated when the
+  job has no meta left (gone: acked or cancelled since, as for a caller that
+  re-sends an ack whose first reply it lost). next_ms is "" when the batch was filled,
   otherwise the earliest time a job becomes due or a lease expires ("" if none);
   for a waiter that claimed nothing, next_ms is that time only if the waiter is to
   watch for it, and "" when another waiter is back by then (it waits for a token).
-  While paused: now_ms, now_ms + 1000 (look again in a second), acked, 0, no jobs.
+  While paused: now_ms, now_ms + 1000 (look again in a second), refused, 0, no jobs.
 Cost: O(log N + batch + k + log W), W = waiters: ZRANGEBYSCORE on lease and on due,
   2 HMGET, then one multi-member ZADD/HSET/ZREM/HDEL per structure; no per-job
   redis.call; section 5 adds at most 7 redis.call.
@@ -97,7 +101,7 @@ end
 
 -- 1. the acks: checked and applied first; the keys they may leave idle are dropped only at
 -- the end, after the claims have refilled them (see the header)
-local acked, ok = 0, {}
+local acked, ok, refused = 0, {}, {}
 if ack_count > 0 then
   local ids, toks = {}, {}
   for i = 1, ack_count do
@@ -110,6 +114,10 @@ if ack_count > 0 then
     if cur[i] == toks[i] and exp[i] and tonumber(exp[i]) > now and ids[i] ~= SENTINEL then
       acked = acked + 1
       ok[acked] = ids[i]
+    elseif cur[i] then
+      refused[#refused + 1] = i  -- the rare path: a lock lost
+    else
+      refused[#refused + 1] = -i
     end
   end
   -- the lease goes first, the payload last
@@ -125,7 +133,7 @@ end
 -- idle keys go as in 4; next_ms one second ahead makes a long-poll look again by itself
 if rcall('EXISTS', paused_key) == 1 then
   if acked > 0 then drop_idle() end
-  return {now_s, string.format('%d', now + 1000), acked, 0}
+  return {now_s, string.format('%d', now + 1000), refused, 0}
 end
 
 -- 2. the sweep: expired leases are due again, at the time their lock expired (meta keeps
@@ -183,7 +191,7 @@ end
 -- are passed over, not counted in the batch. Plain counters, not #t + 1 (a length is
 -- O(log n) in Lua 5.1), and one random token per call: a (job id, token) pair is still
 -- unique per claim.
-local reply = {now_s, '', acked, 0}
+local reply = {now_s, '', refused, 0}
 local r = 4
 local claimed = 0
 do

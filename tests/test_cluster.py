@@ -35,6 +35,8 @@ def every_operation(q: delayq.Queue) -> None:
     assert q.extend(jobs[0], 30)
     assert q.nack(jobs[1], error="e")
     assert q.ack(jobs[0])
+    (back,) = q.dequeue(1, 30)
+    assert q.release(back)
     acked, more = q.ack_and_dequeue([], 5)
     assert acked == 0 and len(more) == 2
     assert q.ack_many(more) == 2

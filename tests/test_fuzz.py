@@ -60,6 +60,7 @@ CALLS: dict[str, tuple[list[Any], dict[str, Any]]] = {
     "ack_many": ([JOBS], {}),
     "nack": ([JOBS, JUNK], {"error": JUNK}),
     "extend": ([JOBS, JUNK], {}),
+    "release": ([JOBS], {}),
     "cancel": ([JUNK], {}),
     "reschedule": ([JUNK], {"delay": JUNK, "at": JUNK}),
     "peek": ([JUNK | st.integers(-5, 2000)], {}),

@@ -165,6 +165,14 @@ class QueueModel(RuleBasedStateMachine):
             else:
                 m.state, m.score = "due", self.now + delay
 
+    @rule(job=jobs)
+    def release(self, job: Job) -> None:
+        expected = self.holds(job)
+        assert self.q.release(job) is expected
+        if expected:
+            m = self.model[job.id]
+            m.state, m.score, m.token, m.attempts = "due", self.now, None, m.attempts - 1
+
     @rule(job=jobs, ttl=TTL_MS)
     def extend(self, job: Job, ttl: int) -> None:
         expected = self.holds(job)

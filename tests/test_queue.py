@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -13,7 +14,7 @@ import redis
 
 import delayq
 from delayq import Job, QueueStats, ScriptError
-from delayq._core import SCRIPT_LOADS
+from delayq._core import SCRIPT_LOADS, SENTINEL, AckResult
 from delayq._scripts import SCRIPTS
 from tests.conftest import Env, unique_name
 from tests.snapshots import snapshot
@@ -153,6 +154,71 @@ def test_nack_makes_the_job_due_again_after_the_delay(env: Env) -> None:
     (again,) = q.dequeue()
     assert again.attempts == 2
     assert q.nack(job) is False
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_release_gives_a_job_back_with_its_attempt_undone(env: Env, shards: int) -> None:
+    q = env.queue(max_attempts=2, shards=shards)
+    q.enqueue(b"x", id="j")
+    q.enqueue(b"later", id="later", delay=60)
+    (first,) = q.dequeue(5)
+    assert q.nack(first, error="first failure") is True
+    (job,) = q.dequeue(5)
+    assert job.attempts == 2  # the last attempt
+    assert q.release(job) is True
+    assert q.stats() == QueueStats(ready=1, delayed=1, in_flight=0, dead=0), "due now, never dead"
+    assert [(p.id, p.attempts) for p in q.peek(1)] == [("j", 1)]
+    assert q.release(job) is False, "the claim is over: its token holds nothing"
+    assert q.ack(job) is False
+    assert q.nack(job) is False
+    assert q.extend(job) is False
+    (again,) = q.dequeue(5)
+    assert (again.id, again.attempts) == ("j", 2), "the same attempt once more"
+    assert q.nack(again) is True  # a failure still counts: dead now
+    (dead,) = q.dead_letters()
+    assert (dead.id, dead.attempts, dead.error) == ("j", 2, "first failure"), "the error kept through the release"
+    # a first claim released leaves the job as it was before, never claimed, and no key behind
+    fresh_q = env.queue(shards=shards)
+    fresh_q.enqueue(b"y", id="k")
+    before = snapshot(env.raw, fresh_q)
+    (fresh,) = fresh_q.dequeue(5)
+    assert fresh_q.release(fresh) is True
+    assert {key: value for key, value in snapshot(env.raw, fresh_q).items() if not key.endswith(b":due")} == {
+        key: value for key, value in before.items() if not key.endswith(b":due")
+    }
+    assert [(p.id, p.attempts) for p in fresh_q.peek()] == [("k", 0)]
+
+
+def test_release_refuses_a_lost_lock_and_changes_nothing(env: Env) -> None:
+    q = env.queue()
+    q.enqueue(b"x", id="j")
+    (old,) = q.dequeue(lock_ttl=0.05)
+    time.sleep(0.08)
+    assert q.release(old) is False, "expired"
+    (new,) = q.dequeue(lock_ttl=30)
+    before = snapshot(env.raw, q)
+    assert q.release(old) is False, "claimed again by another"
+    assert snapshot(env.raw, q) == before
+    # the reserved member that keeps lease and meta alive is no job, whatever a client sends
+    with contextlib.suppress(delayq.InvalidArgument):
+        assert q.release(Job(SENTINEL, b"", 1, "", 0, 0)) is False
+    assert snapshot(env.raw, q) == before
+    assert q.cancel("j")
+    assert q.release(new) is False, "cancelled"
+    assert snapshot(env.raw, q) == {}
+
+
+def test_release_wakes_a_waiting_consumer(env: Env) -> None:
+    name = unique_name()
+    q = env.queue(name)
+    q.enqueue(b"x", id="j")
+    (job,) = q.dequeue(1, lock_ttl=60)
+    timer = threading.Timer(0.3, lambda: delayq.Queue(env.raw, name).release(job))
+    timer.start()
+    # without a wake-up the waiter would sleep until the lock expires, past its wait
+    jobs = q.dequeue(5, wait=10)
+    timer.join()
+    assert [(j.id, j.attempts) for j in jobs] == [("j", 1)]
 
 
 def test_extend_keeps_the_job_locked(env: Env) -> None:
@@ -308,6 +374,31 @@ def test_ack_and_dequeue_in_one_call(env: Env) -> None:
         jobs = nxt
     assert len(seen) == 30
     assert q.stats().total == 0
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+@pytest.mark.parametrize("via", ["ack_and_claim", "ack"])
+def test_the_acks_say_which_ones_they_refused(env: Env, shards: int, via: str) -> None:
+    """What the workers count on: the combined ack+claim call (and ack alone) tell which claims'
+    acks were refused, by claim, even for two claims of one id."""
+    q = env.queue(shards=shards)
+    q.enqueue(b"a", id="a")
+    q.enqueue_many([b"b", b"c"], ids=["b", "c"], delay=0.05)
+    (old_a,) = q.dequeue(5, lock_ttl=0.05)
+    time.sleep(0.08)
+    jobs = {j.id: j for j in q.dequeue(5, lock_ttl=30)}
+    new_a, b, c = jobs["a"], jobs["b"], jobs["c"]
+    assert q.cancel("c")
+    done = [old_a, b, new_a, c, b]  # a stale claim, two live ones (b twice), a cancelled one
+    if via == "ack":
+        assert q._ack_claims(done) == AckResult(2, [old_a, c], [], [c])
+    else:
+        result = q._ack_and_claim(done, 5, 30, 0)
+        assert (result.acked, result.refused, result.unapplied, result.jobs) == (2, [old_a, c], [], [])
+        assert result.gone == [c], "the cancelled job is gone; the stale claim's job is not"
+    assert q.stats().total == 0
+    assert q._ack_claims([]) == AckResult(0, [], [], [])
+    assert q._ack_and_claim([], 5, 30, 0).refused == []
 
 
 def test_purge_removes_every_job_and_key(env: Env) -> None:

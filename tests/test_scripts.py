@@ -93,6 +93,7 @@ def test_scripts_touch_only_the_queues_keys(redis_url: str) -> None:
         q.extend(jobs[0], 30)
         q.ack(jobs[0])
         q.nack(jobs[1], error="e")
+        q.release(q.dequeue(1, 30)[0])
         q.dead_letters()
         q.redrive()
         q.ack_and_dequeue([], 1)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
 import delayq
 from delayq import QueueStats
-from delayq._core import MAX_NAME_LENGTH
+from delayq._core import MAX_NAME_LENGTH, Call, Step
 from delayq._sharded import make_core, shard_tags
 from tests.conftest import Env, unique_name
 from tests.snapshots import snapshot
@@ -226,3 +231,85 @@ def test_equal_due_times_are_ordered_by_id_across_shards(env: Env) -> None:
     for job in jobs:
         assert dying.nack(job)  # all die at the same time
     assert [d.id for d in q.dead_letters()] == sorted(j.id for j in jobs)
+
+
+def fail_calls(q: Any, fails: Callable[[Call], bool], *, after: bool = False) -> list[Call]:
+    """From now on, the queue's script calls for which ``fails(call)`` is true raise ConnectionError
+    (as when one shard's master is down), or with ``after``, run and then raise (as when the reply
+    is lost); returns the list of calls that failed."""
+    target = getattr(q, "_queue", q)  # the async queue under the sync adapter
+    execute = target._execute
+    failed: list[Call] = []
+
+    def check(step: Step) -> None:
+        if isinstance(step, Call) and fails(step):
+            failed.append(step)
+            raise redis.ConnectionError(f"shard of {step.keys[0]} is down (test)")
+
+    if inspect.iscoroutinefunction(execute):
+
+        async def async_failing(step: Step) -> Any:
+            if after:
+                reply = await execute(step)
+            check(step)
+            return reply if after else await execute(step)
+
+        target._execute = async_failing
+    else:
+
+        def failing(step: Step) -> Any:
+            if after:
+                reply = execute(step)
+            check(step)
+            return reply if after else execute(step)
+
+        target._execute = failing
+    return failed
+
+
+@pytest.mark.parametrize("public", [True, False])
+def test_a_shard_failing_mid_dequeue_loses_no_claimed_job(env: Env, public: bool) -> None:
+    """The second shard's call fails: the jobs the first shard claimed come back to the caller,
+    the other shards are still asked, and the acks for the failed shard are reported as not
+    applied (their locks still held), never as done."""
+    q = env.queue(shards=3)
+    q.enqueue_many([b"x"] * 60)
+    claimed = q.dequeue(60)
+    done = [j for i in range(3) for j in [j for j in claimed if shard_index(j.id, 3) == i][:4]]
+    assert len(done) == 12, "four done jobs in each shard"
+    for job in claimed:
+        if job not in done:
+            assert q.release(job)
+    calls = itertools.count(1)
+    failed = fail_calls(q, lambda call: next(calls) == 2)
+    if public:
+        acked, jobs = q.ack_and_dequeue(done, 30)
+        unapplied = [j for j in done if q._core.shard_of(j.id).keys["due"] == failed[0].keys[0]]
+    else:
+        result = q._ack_and_claim(done, 30, 30, 0)
+        acked, jobs, unapplied = result.acked, result.jobs, result.unapplied
+        assert result.refused == []
+    (failure,) = failed
+    down = next(i for i, shard in enumerate(q._core.shards) if failure.keys[0] == shard.keys["due"])
+    assert sorted(j.id for j in unapplied) == sorted(j.id for j in done if shard_index(j.id, 3) == down)
+    assert acked == len(done) - len(unapplied), "every other ack applied, and said so"
+    assert jobs, "the shards that answered gave jobs"
+    assert all(shard_index(j.id, 3) != down for j in jobs)
+    stats = q.stats()
+    assert stats.in_flight == len(jobs) + len(unapplied), "nothing claimed was dropped"
+    assert stats.total == 60 - acked
+    assert q.ack_many(jobs + unapplied) == len(jobs) + len(unapplied), "the caller holds every one of them"
+    assert q.stats().in_flight == 0
+
+
+def test_every_shard_failing_raises_and_changes_nothing(env: Env) -> None:
+    q = env.queue(shards=3)
+    q.enqueue_many([b"x"] * 30)
+    done = q.dequeue(6)
+    before = snapshot(env.raw, q)
+    fail_calls(q, lambda call: True)
+    with pytest.raises(redis.ConnectionError):
+        q.ack_and_dequeue(done, 10)
+    with pytest.raises(redis.ConnectionError):
+        q.dequeue(10)
+    assert snapshot(env.raw, q) == before

@@ -46,20 +46,25 @@ def extend(job, lock_ttl=30):
         log("extend", job.id, job.token, expiry)
     return expiry is not None
 q.extend = extend
-# an ack is logged after the call that made it returned, with how many of the batch it acked
-plain_ack_and_dequeue, plain_ack_many = q.ack_and_dequeue, q.ack_many
-def ack_and_dequeue(done, batch=1, lock_ttl=30, *, wait=0):
+# an ack is logged after the call that made it returned: the jobs it says it acked (the worker's
+# two ack paths report which of the batch were refused or not tried)
+plain_ack_and_claim, plain_ack_claims = q._ack_and_claim, q._ack_claims
+def log_acked(done, result):
+    left = {(j.id, j.token) for j in result.refused + result.unapplied}
+    acked = [j.id for j in done if (j.id, j.token) not in left]
+    if acked:
+        log("acked", acked, len(acked))
+def ack_and_claim(done, batch, lock_ttl, wait):
     done = list(done)
-    acked, jobs = plain_ack_and_dequeue(done, batch, lock_ttl, wait=wait)
-    if done:
-        log("acked", [j.id for j in done], acked)
-    return acked, jobs
-def ack_many(done):
+    result = plain_ack_and_claim(done, batch, lock_ttl, wait)
+    log_acked(done, result)
+    return result
+def ack_claims(done):
     done = list(done)
-    acked = plain_ack_many(done)
-    log("acked", [j.id for j in done], acked)
-    return acked
-q.ack_and_dequeue, q.ack_many = ack_and_dequeue, ack_many
+    result = plain_ack_claims(done)
+    log_acked(done, result)
+    return result
+q._ack_and_claim, q._ack_claims = ack_and_claim, ack_claims
 rng = random.Random(pid)
 def handler(job):
     log("claim", job.id, job.token, job.lock_expires_ms - int(ttl * 1000), job.lock_expires_ms, job.due_ms)

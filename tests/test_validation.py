@@ -66,6 +66,8 @@ BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], type[DelayqError], s
     ("nack", (STALE,), {"error": 5}, InvalidType, "5"),
     ("nack", ({"id": "x"},), {}, InvalidType, "dict"),
     ("extend", (STALE, 0), {}, InvalidArgument, "lock_ttl"),
+    ("release", ("job-id",), {}, InvalidType, "job-id"),
+    ("release", ([STALE],), {}, InvalidType, "list"),
     ("extend", (STALE, INF), {}, InvalidArgument, "inf"),
     ("cancel", (None,), {}, InvalidType, "None"),
     ("cancel", ("",), {}, InvalidArgument, "empty"),
@@ -197,8 +199,9 @@ def test_scripts_never_touch_the_reserved_member_whatever_a_client_sends(env: En
         return env.raw.eval(SCRIPTS[name].source, len(call.keys), *call.keys, *call.args)
 
     before = snapshot(env.raw, q)
-    assert run("ack", "", SENTINEL, "") == 0
-    assert run("ack", "", SENTINEL, "", held[0].id, "") == 0
+    # ack answers with the positions it refused: the sentinel's (1), and a's with a wrong token (2)
+    assert run("ack", "", SENTINEL, "") == [1]
+    assert run("ack", "", SENTINEL, "", held[0].id, "") == [1, 2]
     assert int(run("extend", SENTINEL, "", 30_000, "")) == 0
     assert run("nack", SENTINEL, "", 0, 0, "", "") == 0
     assert run("nack", SENTINEL, "", 0, 1, "e", "") == 0
@@ -207,7 +210,7 @@ def test_scripts_never_touch_the_reserved_member_whatever_a_client_sends(env: En
     assert run("reschedule", SENTINEL, "abs", 0, "") == 0
     assert run("redrive", 1000, "", SENTINEL) == 0
     reply = run("dequeue", 5, 30_000, "0123456789abcdef", 1, "", 1, SENTINEL, "")
-    assert reply[2:] == [0, 0]  # nothing acked, nothing claimed (c is not due yet)
+    assert reply[2:] == [[1], 0]  # the ack refused, nothing claimed (c is not due yet)
     assert snapshot(env.raw, q) == before
     assert run("enqueue", "rel", 0, "", SENTINEL, b"payload", "d", b"d") == [0, 1]
     assert [p.id for p in q.peek()] == ["d", "c"]

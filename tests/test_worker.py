@@ -4,11 +4,13 @@ extension and loss, hooks, and graceful / hard stops of a real worker process.""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -18,32 +20,48 @@ import redis
 import delayq
 import delayq.aio
 from delayq import Backoff, Job, QueueStats, WorkerEvent, WorkerStats
+from delayq._core import Call
 from tests.conftest import Env, unique_name
+from tests.test_sharded import fail_calls
 
 
 def run_worker(
-    env: Env, name: str, handler: Callable[[Job], object], until: Callable[[WorkerStats], bool], timeout: float = 15, **kw: Any
+    env: Env,
+    name: str,
+    handler: Callable[[Job], object],
+    until: Callable[[WorkerStats], bool],
+    within: float = 15,
+    workers: list[Any] | None = None,
+    setup: Callable[[Any], object] = lambda worker: None,
+    **kw: Any,
 ) -> WorkerStats:
-    """Run a worker of the env's flavour on queue ``name`` until ``until(stats)``, then stop it gracefully."""
+    """Run a worker of the env's flavour on queue ``name`` until ``until(stats)``, then stop it gracefully
+    (the worker is appended to ``workers`` first, for handlers that watch it, and given to ``setup``)."""
     kw.setdefault("poll", 0.2)
+    workers = [] if workers is None else workers
+    queue_kw = {"max_attempts": kw.pop("max_attempts", None), "shards": kw.pop("shards", 1)}
     if env.api == "sync":
-        worker = delayq.Worker(env.queue(name, max_attempts=kw.pop("max_attempts", None)), handler, **kw)
+        worker = delayq.Worker(env.queue(name, **queue_kw), handler, **kw)
+        workers.append(worker)
+        setup(worker)
         thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
         thread.start()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while not until(worker.stats) and time.monotonic() < deadline:
             time.sleep(0.01)
         worker.stop()
         thread.join(15)
         assert not thread.is_alive()
-        assert until(worker.stats), f"worker did not get there in {timeout}s: {worker.stats}"
+        assert until(worker.stats), f"worker did not get there in {within}s: {worker.stats}"
         return worker.stats
-    adapter = env.queue(name, max_attempts=kw.pop("max_attempts", None))
+    adapter = env.queue(name, **queue_kw)
     aworker = delayq.aio.Worker(adapter._queue, handler, **kw)
+    workers.append(aworker)
+    setup(aworker)
 
     async def main() -> WorkerStats:
         task = asyncio.create_task(aworker.run(install_signals=False))
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while not until(aworker.stats) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         aworker.stop()
@@ -51,7 +69,7 @@ def run_worker(
 
     assert env._loop is not None
     stats = env._loop.run_until_complete(main())
-    assert until(stats), f"worker did not get there in {timeout}s: {stats}"
+    assert until(stats), f"worker did not get there in {within}s: {stats}"
     return stats
 
 
@@ -142,6 +160,327 @@ def test_a_lost_lock_is_logged_and_not_acked(env: Env, caplog: pytest.LogCapture
     assert q.stats().total == 0
 
 
+def test_a_stop_gives_running_jobs_back_without_using_an_attempt(env: Env) -> None:
+    """A job on its last attempt that is still running when the grace runs out goes back to the
+    queue as it was before the claim: not dead-lettered, its attempt not counted (DESIGN rule 7)."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, max_attempts=1)
+    q.enqueue_many([b"a", b"b"], ids=["a", "b"])
+    started: list[Job] = []
+    release = threading.Event()
+
+    def handler(job: Job) -> None:
+        started.append(job)
+        release.wait(10)
+
+    events: list[WorkerEvent] = []
+    try:
+        stats = run_worker(
+            env, name, handler, lambda s: len(started) == 2, concurrency=2, grace=0.1, max_attempts=1, on_event=events.append
+        )
+    finally:
+        release.set()
+    assert [j.attempts for j in started] == [1, 1], "each job on its last attempt"
+    assert (stats.returned, stats.dead_lettered, stats.lock_lost, stats.processed) == (2, 0, 0, 0)
+    assert sorted(e.job.id for e in events if e.kind == "returned") == ["a", "b"]
+    assert q.stats() == QueueStats(ready=2, delayed=0, in_flight=0, dead=0)
+    assert sorted((p.id, p.attempts) for p in q.peek()) == [("a", 0), ("b", 0)]
+    assert sorted((j.id, j.attempts) for j in q.dequeue(5)) == [("a", 1), ("b", 1)], "delivered again, not dead"
+
+
+def test_a_job_enqueued_again_under_its_id_is_tracked_by_its_own_claim(env: Env) -> None:
+    """The first claim of "dup" is cancelled and a new job enqueued under the same id while the
+    first handler still runs: the two claims are two jobs to the worker (DESIGN rule 8). The end
+    of the first must not stop the second's lock from being extended, or the same healthy worker
+    would run the second again once its lock expired."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name)
+    q.enqueue(b"first", id="dup")
+    second_started = threading.Event()
+    runs: list[tuple[bytes, int]] = []
+
+    def handler(job: Job) -> None:
+        runs.append((job.payload, job.attempts))
+        if job.payload == b"first":
+            assert q.cancel("dup")
+            assert q.enqueue(b"second", id="dup") == "dup"
+            second_started.wait(5)
+            time.sleep(0.5)  # the first outlives the second's start, and a few extends notice its loss
+        else:
+            second_started.set()
+            time.sleep(1.5)  # five lock ttls: only the extends keep it
+
+    stats = run_worker(env, name, handler, lambda s: s.processed + s.lock_lost >= 2, concurrency=2, lock_ttl=0.3)
+    assert runs == [(b"first", 1), (b"second", 1)], "the second job ran once"
+    assert (stats.processed, stats.lock_lost) == (1, 1)
+    assert q.stats().total == 0
+
+
+def test_a_lock_lost_after_the_handler_ended_is_not_counted_processed(env: Env) -> None:
+    """The handler returns, but its job was cancelled before the worker acked it (no extend ran in
+    between to notice): the ack, sent with the next claim, is refused, and the worker says so."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name)
+    q.enqueue_many([b"keep", b"drop"], ids=["keep", "drop"])
+
+    def handler(job: Job) -> None:
+        if job.id == "drop":
+            assert q.cancel(job.id)
+
+    events: list[WorkerEvent] = []
+    stats = run_worker(env, name, handler, lambda s: s.processed + s.lock_lost == 2, lock_ttl=30, on_event=events.append)
+    assert (stats.processed, stats.lock_lost) == (1, 1)
+    assert sorted((e.kind, e.job.id) for e in events) == [("lock_lost", "drop"), ("processed", "keep")]
+    assert q.stats().total == 0
+
+
+def test_an_ack_refused_at_shutdown_is_not_counted_processed(env: Env) -> None:
+    """The same at a graceful stop, where the last finished jobs are acked without a claim."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name)
+    q.enqueue_many([b"keep", b"drop"], ids=["keep", "drop"])
+    started: list[str] = []
+    workers: list[Any] = []
+
+    def handler(job: Job) -> None:
+        started.append(job.id)
+        deadline = time.monotonic() + 10
+        while not workers[0]._stop.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)  # finish only once the worker is stopping
+        if job.id == "drop":
+            assert q.cancel(job.id)
+
+    stats = run_worker(env, name, handler, lambda s: len(started) == 2, workers=workers, concurrency=2, lock_ttl=30)
+    assert (stats.processed, stats.lock_lost, stats.returned) == (1, 1, 0)
+    assert q.stats().total == 0
+
+
+def test_a_shard_failing_loses_no_claim_and_no_ack_of_a_worker(env: Env) -> None:
+    """Every third script call of a sharded worker fails, as if one master blinked: the jobs
+    claimed from the other shards still run at once (not after their locks expire), the acks
+    that were not applied are sent again, and every job runs once and is counted once."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, shards=3)
+    ids = [f"j{i}" for i in range(30)]
+    q.enqueue_many([i.encode() for i in ids], ids=ids)
+    runs: list[str] = []
+    lock = threading.Lock()
+    calls = itertools.count(1)
+
+    def blink(worker: Any) -> None:
+        fail_calls(worker.queue, lambda call: call.script.name in ("dequeue", "ack") and next(calls) % 3 == 0)
+
+    def handler(job: Job) -> None:
+        with lock:
+            runs.append(job.id)
+
+    stats = run_worker(env, name, handler, lambda s: s.processed >= 30, setup=blink, shards=3, concurrency=4, lock_ttl=30)
+    assert sorted(runs) == sorted(ids), "each job ran once: none waited for its lock to expire"
+    assert (stats.processed, stats.lock_lost, stats.returned) == (30, 0, 0)
+    assert q.stats().total == 0
+
+
+def test_a_hung_handler_times_out_fails_and_frees_its_slot(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """A handler that never returns: after ``timeout`` its job fails with a timeout error (retried,
+    then dead-lettered, per the backoff), and the worker goes on with other jobs at full capacity.
+    A plain handler's thread cannot be stopped: it is abandoned, and what it returns is ignored."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, max_attempts=2)
+    q.enqueue(b"hang", id="hang")
+    q.enqueue(b"ok", id="ok", delay=0.05)
+    unblock = threading.Event()
+    runs: list[tuple[str, int]] = []
+
+    def handler(job: Job) -> None:
+        runs.append((job.id, job.attempts))
+        if job.id == "hang":
+            unblock.wait(30)
+
+    events: list[WorkerEvent] = []
+    try:
+        with caplog.at_level("WARNING", logger="delayq.worker"):
+            stats = run_worker(
+                env,
+                name,
+                handler,
+                lambda s: s.dead_lettered == 1 and s.processed == 1,
+                concurrency=1,
+                timeout=0.3,
+                max_attempts=2,
+                lock_ttl=5,
+                backoff=Backoff(base=0.05, jitter=0),
+                on_event=events.append,
+            )
+    finally:
+        unblock.set()  # the abandoned threads return now: nothing may count it
+    assert runs == [("hang", 1), ("ok", 1), ("hang", 2)], "one slot: the hung handler's was given back"
+    assert (stats.failed, stats.retried, stats.dead_lettered, stats.processed, stats.lock_lost) == (2, 1, 1, 1, 0)
+    (dead,) = q.dead_letters()
+    assert dead.id == "hang" and dead.error is not None and dead.error.startswith("TimeoutError:")
+    assert "0.3" in dead.error
+    assert [e.kind for e in events if e.job.id == "hang"] == ["failed", "retried", "failed", "dead_lettered"]
+    assert "abandoned" in caplog.text
+    assert q.stats() == QueueStats(ready=0, delayed=0, in_flight=0, dead=1)
+
+
+def test_abandoned_handler_threads_are_bounded(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """At most ``concurrency`` abandoned threads are replaced: past that the worker runs short,
+    says so loudly, and takes a thread back into service when an abandoned handler returns
+    (whose result is ignored: it counts neither as processed nor as failed again)."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, max_attempts=1)
+    q.enqueue_many([b"hang", b"hang"], ids=["hang-1", "hang-2"])
+    unblock = threading.Event()
+    started: list[str] = []
+
+    def handler(job: Job) -> None:
+        started.append(job.id)
+        if job.id.startswith("hang"):
+            unblock.wait(30)
+
+    early: list[bool] = []
+
+    def then_ok() -> None:
+        q.enqueue(b"ok", id="ok")
+        time.sleep(0.5)  # no handler is free: "ok" waits
+        early.append("ok" in started)
+        unblock.set()
+
+    checker = threading.Thread(target=then_ok)
+
+    def go_on(stats: WorkerStats) -> bool:
+        if stats.dead_lettered == 2 and not checker.is_alive() and not unblock.is_set():
+            checker.start()
+        return stats.processed == 1
+
+    with caplog.at_level("WARNING", logger="delayq.worker"):
+        try:
+            stats = run_worker(env, name, handler, go_on, concurrency=1, timeout=0.2, max_attempts=1)
+        finally:
+            unblock.set()
+    checker.join()
+    assert early == [False], "past the bound, the worker ran short"
+    assert started == ["hang-1", "hang-2", "ok"]
+    assert (stats.failed, stats.dead_lettered, stats.processed) == (2, 2, 1)
+    assert any(r.levelname == "ERROR" and "abandoned" in r.getMessage() for r in caplog.records)
+
+
+def test_an_async_handler_is_cancelled_at_its_timeout(env: Env) -> None:
+    if env.api == "sync":
+        pytest.skip("async handlers are the asyncio worker's")
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, max_attempts=1)
+    q.enqueue(b"slow", id="slow")
+    cancelled: list[str] = []
+
+    async def handler(job: Job) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(job.id)
+            raise
+
+    stats = run_worker(env, name, handler, lambda s: s.dead_lettered == 1, timeout=0.2, max_attempts=1)
+    assert cancelled == ["slow"]
+    assert (stats.failed, stats.dead_lettered, stats.processed) == (1, 1, 0)
+    (dead,) = q.dead_letters()
+    assert dead.error is not None and dead.error.startswith("TimeoutError:")
+
+
+def test_what_the_worker_counts_is_what_happened(env: Env) -> None:
+    """Every claim ends in exactly one of processed, retried, dead_lettered, lock_lost, returned, and
+    each counter equals the change it names in the queue: processed = jobs acked away, dead_lettered
+    = the dead letters, returned = the jobs back in the queue unrun (attempts as before), retried =
+    the claims that came back for another run, lock_lost = the claims whose job was taken away."""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, max_attempts=2)
+    ids = ["ok-1", "ok-2", "ok-3", "ok-4", "flaky", "bad", "hang", "gone", "late-1", "late-2"]
+    q.enqueue_many([i.encode() for i in ids[:-2]], ids=ids[:-2])
+    claims: list[tuple[str, str, int]] = []
+    lock = threading.Lock()
+    unblock = threading.Event()
+
+    def handler(job: Job) -> None:
+        with lock:
+            claims.append((job.id, job.token, job.attempts))
+        if job.id == "bad" or (job.id == "flaky" and job.attempts == 1):
+            raise RuntimeError("no good")
+        if job.id in ("hang", "late-1", "late-2"):
+            unblock.wait(30)  # "hang" times out; "late-*" are still running at the stop
+        if job.id == "gone":
+            assert q.cancel("gone")
+
+    def settled(s: WorkerStats) -> bool:
+        # the rest done, two jobs come that are still running when the worker stops
+        if (s.processed, s.dead_lettered, s.lock_lost) == (5, 2, 1) and q.stats().total == 2:
+            q.enqueue_many([b"late-1", b"late-2"], ids=["late-1", "late-2"])
+        return sum(c[0].startswith("late") for c in claims) == 2
+
+    events: list[WorkerEvent] = []
+    try:
+        stats = run_worker(
+            env,
+            name,
+            handler,
+            settled,
+            concurrency=4,
+            max_attempts=2,
+            timeout=1,
+            grace=0.1,
+            backoff=Backoff(base=0.05, jitter=0),
+            on_event=events.append,
+        )
+    finally:
+        unblock.set()
+    terminal = [e for e in events if e.kind != "failed"]
+    assert sorted((e.job.id, e.job.token) for e in terminal) == sorted((i, t) for i, t, _ in claims), "one end per claim"
+    left = q.stats()
+    cancelled = 1
+    assert stats.processed == len(ids) - left.total - cancelled == 5
+    assert stats.dead_lettered == left.dead == 2
+    assert sorted(d.id for d in q.dead_letters()) == ["bad", "hang"]
+    assert stats.returned == left.ready == 2
+    assert sorted((p.id, p.attempts) for p in q.peek()) == [("late-1", 0), ("late-2", 0)]
+    runs = Counter(i for i, _, _ in claims)
+    assert stats.retried == sum(n - 1 for n in runs.values()) == 3  # flaky, bad and hang came back once
+    assert stats.lock_lost == cancelled
+    assert stats.failed == stats.retried + stats.dead_lettered == 5
+    assert left.in_flight == 0
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_an_ack_whose_reply_was_lost_is_counted_processed(env: Env, shards: int) -> None:
+    """The call carrying the acks is applied but its reply is lost (a connection cut): the worker
+    sends the acks again, finds those jobs gone, and counts them processed, not lost. (The jobs the
+    lost call claimed come back when their short locks expire.)"""
+    name = unique_name("w")
+    q = delayq.Queue(env.raw, name, shards=shards)
+    ids = [f"j{i}" for i in range(12)]
+    q.enqueue_many([i.encode() for i in ids], ids=ids)
+    carried = itertools.count(1)
+
+    def cut(worker: Any) -> None:
+        def fails(call: Call) -> bool:
+            has_acks = call.script.name == "ack" or (call.script.name == "dequeue" and int(call.args[5]) > 0)
+            return has_acks and next(carried) % 2 == 1
+
+        fail_calls(worker.queue, fails, after=True)
+
+    stats = run_worker(
+        env,
+        name,
+        lambda job: None,
+        lambda s: s.processed + s.lock_lost >= 12,
+        setup=cut,
+        concurrency=3,
+        lock_ttl=0.3,
+        shards=shards,
+    )
+    assert next(carried) > 2, "some replies were lost"
+    assert (stats.processed, stats.lock_lost) == (12, 0)
+    assert q.stats().total == 0
+
+
 def test_a_failing_hook_does_not_stop_the_worker(env: Env) -> None:
     name = unique_name("w")
     delayq.Queue(env.raw, name).enqueue_many([b"a", b"b", b"c"])
@@ -164,6 +503,10 @@ def test_a_failing_hook_does_not_stop_the_worker(env: Env) -> None:
         ({"backoff": Backoff(factor=0.5)}, delayq.InvalidArgument, "factor"),
         ({"backoff": Backoff(jitter=1.5)}, delayq.InvalidArgument, "jitter"),
         ({"on_event": "print"}, delayq.InvalidType, "on_event"),
+        ({"timeout": 0}, delayq.InvalidArgument, "timeout"),
+        ({"timeout": -5}, delayq.InvalidArgument, "-5"),
+        ({"timeout": float("inf")}, delayq.InvalidArgument, "timeout"),
+        ({"timeout": "60"}, delayq.InvalidType, "'60'"),
     ],
 )
 def test_bad_worker_settings(kwargs: dict[str, Any], error: type[Exception], text: str) -> None:
