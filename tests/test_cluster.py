@@ -85,7 +85,7 @@ def test_every_script_call_touches_one_slot_as_redis_sees_it(cluster_client: red
     name = unique_name("slots")
     q = delayq.Queue(cluster_client, name, shards=shards)
     calls = recorded_calls(q)
-    assert {c.script.name for c in calls} == set(delayq._core.SCRIPT_KEYS)
+    assert {c.script.name for c in calls} == set(delayq._scripts.SCRIPTS)
     node = cluster_client.get_random_node()
     direct = redis.Redis(host=node.host, port=node.port)
     tags = set()
