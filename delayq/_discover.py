@@ -18,9 +18,9 @@ import re
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
-from ._core import _check_int, _check_name
 from ._inspect import QueueRef
 from ._sharded import MAX_SHARDS
+from ._validate import check_int, check_name
 
 __all__ = ["ROLES", "afind_queues", "find_queues", "queue_pattern", "queues_from_keys"]
 
@@ -79,8 +79,8 @@ def queues_from_keys(keys: Iterable[bytes | str], prefix: str) -> list[QueueRef]
 
 
 def _scan_args(client: Any, prefix: str, count: int) -> dict[str, Any]:
-    _check_name(prefix, "key prefix")
-    _check_int(count, "count", 1, 100_000)
+    check_name(prefix, "key prefix")
+    check_int(count, "count", 1, 100_000)
     return {"match": queue_pattern(prefix), "count": count}
 
 

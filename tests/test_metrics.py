@@ -24,7 +24,7 @@ import delayq
 from delayq._inspect import QueueRef
 from delayq._server import free_port
 from delayq.metrics import QueueCollector, WorkerMetrics, queue_labels, render
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 ROOT = Path(__file__).resolve().parent.parent
 

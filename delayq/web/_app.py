@@ -37,13 +37,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import aio
-from .._core import MAX_NAME_LENGTH, QueueCore, check_state
+from .._core import QueueCore
 from .._discover import afind_queues
 from .._errors import DelayqError
 from .._heartbeats import WorkerInfo, live_workers, workers_key
 from .._inspect import STATES, JobState, QueueRef
 from .._sharded import MAX_SHARDS
 from .._types import QueueStats
+from .._validate import MAX_NAME_LENGTH, check_state
 from . import _format
 from ._security import CSRF_COOKIE, Auth, SecurityHeaders, csrf_nonce, csrf_ok, csrf_token
 
