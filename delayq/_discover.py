@@ -21,9 +21,9 @@ import re
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
-from ._core import MAX_NAME_LENGTH, _check_int, _check_name
 from ._inspect import QueueRef
 from ._sharded import MAX_SHARDS
+from ._validate import MAX_NAME_LENGTH, check_int, check_name
 
 __all__ = ["ROLES", "ROLE_TYPES", "afind_queues", "find_queues", "queue_pattern", "queues_from_keys"]
 
@@ -134,8 +134,8 @@ def _candidates(keys: Iterable[bytes | str], prefix: str) -> list[bytes | str]:
 
 
 def _scan_args(client: Any, prefix: str, count: int) -> dict[str, Any]:
-    _check_name(prefix, "key prefix")
-    _check_int(count, "count", 1, 100_000)
+    check_name(prefix, "key prefix")
+    check_int(count, "count", 1, 100_000)
     return {"match": queue_pattern(prefix), "count": count}
 
 

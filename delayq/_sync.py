@@ -10,10 +10,12 @@ from typing import Any, TypeVar
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import SCRIPT_LOADS, AckResult, Block, DequeueResult, Duration, Op, Payload, Sleep, Step, script_error
+from ._base import QueueBase
 from ._inspect import JobInfo, JobPage
-from ._sharded import QueueBase
+from ._replies import AckResult, DequeueResult
+from ._steps import SCRIPT_LOADS, Block, Op, Sleep, Step, script_error
 from ._types import DeadJob, Job, PendingJob, QueueStats
+from ._validate import Duration, Payload
 
 __all__ = ["Queue"]
 

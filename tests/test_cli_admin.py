@@ -13,7 +13,7 @@ import redis
 
 import delayq
 from delayq.__main__ import main
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,7 +20,7 @@ import delayq.aio
 from delayq import JobInfo, QueueRef, QueueStats
 from delayq._discover import queue_pattern, queues_from_keys
 from delayq._sharded import shard_tags
-from tests.conftest import Env, unique_name
+from tests.helpers import Env, unique_name
 from tests.snapshots import snapshot
 
 

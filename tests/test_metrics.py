@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import delayq
 from delayq._server import free_port
 from delayq.metrics import QueueCollector, WorkerMetrics, render
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 ROOT = Path(__file__).resolve().parent.parent
 

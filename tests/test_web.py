@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 
 import delayq
 from delayq.web import create_app
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 XSS = b"<script>alert(1)</script>"
 BASE = "http://localhost"  # the dashboard answers loopback names only, by default

@@ -30,9 +30,9 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .._core import check_state
 from .._errors import DelayqError, InvalidArgument, InvalidType, ScriptError
 from .._inspect import JobState
+from .._validate import check_state
 from . import _format
 from ._actions import flash, perform
 from ._dashboard import HERE, REDIS_FAILURES, Dashboard

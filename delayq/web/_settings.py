@@ -16,10 +16,11 @@ from typing import Any
 
 import redis.connection
 
-from .._core import MAX_BATCH, QueueCore, _check_int, _check_name
+from .._core import QueueCore
 from .._errors import DelayqError, InvalidArgument, InvalidType
 from .._inspect import QueueRef
 from .._sharded import MAX_SHARDS
+from .._validate import MAX_BATCH, check_int, check_name
 from ._security import LOOPBACK_HOSTS, Auth, check_host_pattern
 
 __all__ = ["WebSettings"]
@@ -50,8 +51,8 @@ def _queue_ref(value: object) -> QueueRef:
         value = QueueRef(value)
     if not isinstance(value, QueueRef):
         raise InvalidType(f"queues must hold queue names (str) or QueueRef, got {value!r:.80}")
-    _check_name(value.name, "queues: a queue name")
-    _check_int(value.shards, "shards", 1, MAX_SHARDS)
+    check_name(value.name, "queues: a queue name")
+    check_int(value.shards, "shards", 1, MAX_SHARDS)
     return value
 
 
@@ -146,7 +147,7 @@ class WebSettings:
             raise InvalidArgument("secret must be at least 16 bytes (DELAYQ_WEB_SECRET: at least 16 characters)")
         self.allowed_hosts = _hosts(self.allowed_hosts)
         self.refresh = _number(self.refresh, "refresh", 0.2, 3600)
-        self.page_size = _check_int(self.page_size, "page_size", 1, MAX_BATCH)
+        self.page_size = check_int(self.page_size, "page_size", 1, MAX_BATCH)
         self.discover_every = _number(self.discover_every, "discover_every", 0, 3600)
         self.auth = Auth(self.username, self.password)
         if bool(self.username) != bool(self.password):
