@@ -61,11 +61,6 @@ DEFAULT_MAX_ATTEMPTS = 20
 With the worker's default backoff (1 s doubling, capped at 300 s) that is about an hour of
 retries; the README's "Retry defaults" says why. ``max_attempts=None`` retries forever."""
 
-SCRIPT_LOADS = 5
-"""Most SCRIPT LOADs one call makes on NOSCRIPT replies (a restart, failover or SCRIPT FLUSH): a flush
-may land between a load and the retried EVALSHA, so one reload is not enough; a bound keeps a server
-that keeps losing scripts from looping a call forever."""
-
 SENTINEL = "~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~"
 """The member dequeue.lua keeps in `lease` and `meta` (see its header); reserved, never a job id."""
 
