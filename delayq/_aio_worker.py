@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import redis
 
-from ._core import AckResult
+from ._aio import Queue
+from ._replies import AckResult
 from ._types import Job
 from ._worker import BUSY_POLL_S
 from ._worker_core import Claim, Finished, WorkerBase, WorkerEvent, WorkerStats, claim_of, error_text, outage_pause
-from .aio import Queue
 
 __all__ = ["Worker"]
 

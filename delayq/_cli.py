@@ -38,9 +38,9 @@ from ._cli_base import (
     preview,
     resolve_url,
 )
-from ._core import DEFAULT_MAX_ATTEMPTS
 from ._errors import DelayqError
 from ._types import DeadJob, PendingJob
+from ._validate import DEFAULT_MAX_ATTEMPTS
 from ._worker import Worker
 from .periodic import AsyncScheduler, PeriodicJob, Scheduler
 from .tasks import Tasks

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from ._core import AckResult
+from ._replies import AckResult
 from ._sync import Queue
 from ._types import Job
 from ._worker_core import Claim, Finished, WorkerBase, WorkerEvent, WorkerStats, claim_of, error_text, outage_pause

@@ -51,9 +51,9 @@ from hypothesis.stateful import (
 import delayq
 import delayq.aio
 from delayq import DeadJob, DelayqError, Job, PendingJob, QueueStats
-from delayq._core import SENTINEL
+from delayq._validate import SENTINEL
 from delayq._sharded import shard_tags
-from tests.conftest import SyncOverAsync, unique_name
+from tests.helpers import SyncOverAsync, unique_name
 
 IDS = st.sampled_from(["a", "b", "c", "d", "e"])
 # weighted toward what makes things happen: jobs due now, locks that expire, clocks that cross them

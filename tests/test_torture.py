@@ -27,7 +27,7 @@ import pytest
 import redis
 
 import delayq
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 WORKER = r"""
 import json, os, random, sys, threading, time
