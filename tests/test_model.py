@@ -51,8 +51,8 @@ from hypothesis.stateful import (
 import delayq
 import delayq.aio
 from delayq import DeadJob, DelayqError, Job, PendingJob, QueueStats
-from delayq._validate import SENTINEL
 from delayq._sharded import shard_tags
+from delayq._validate import SENTINEL
 from tests.helpers import SyncOverAsync, unique_name
 
 IDS = st.sampled_from(["a", "b", "c", "d", "e"])
