@@ -243,6 +243,19 @@ def test_find_queues_on_every_node(env: Env, shards: int) -> None:
     assert [r.name for r in delayq.find_queues(env.raw, prefix=prefix)] == names[1:3]
 
 
+def test_find_queues_skips_keys_that_only_look_like_a_queues(raw_client: Any) -> None:
+    prefix = unique_name("strange")
+    delayq.Queue(raw_client, "real", prefix=prefix).enqueue(b"x")
+    delayq.Queue(raw_client, "sharded", prefix=prefix, shards=2).enqueue_many([b"y"] * 4)
+    raw_client.set(f"{prefix}:{{session}}:meta", "another program's string")  # a queue's meta is a hash
+    raw_client.hset(f"{prefix}:{{cache}}:due", "k", "v")  # a queue's due set is a zset
+    raw_client.zadd(f"{prefix}:{{{'n' * 201}}}:due", {"a": 1})  # no queue name is that long
+    raw_client.zadd(f"{prefix}:{{a}}b}}:due".encode(), {"a": 1})  # nor holds a brace
+    raw_client.zadd(f"{prefix}:{{".encode() + b"\xff\xfe}:due", {"a": 1})  # nor is not UTF-8
+    found = delayq.find_queues(raw_client, prefix=prefix)
+    assert found == [QueueRef("real"), QueueRef("sharded", 2)]
+
+
 def test_find_queues_async(redis_url: str) -> None:
     prefix = unique_name("apfx")
 
