@@ -146,9 +146,9 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
         """See :meth:`delayq.Queue.redrive`."""
         return await self._drive(self._core.redrive(ids))
 
-    async def get(self, job_id: str) -> JobInfo | None:
+    async def get(self, job_id: str, *, preview: int | None = None) -> JobInfo | None:
         """See :meth:`delayq.Queue.get`."""
-        return await self._drive(self._core.get(job_id))
+        return await self._drive(self._core.get(job_id, preview))
 
     async def list_jobs(self, state: str, *, offset: int = 0, limit: int = 50, preview: int = 256) -> JobPage:
         """See :meth:`delayq.Queue.list_jobs`."""

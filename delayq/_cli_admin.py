@@ -76,8 +76,25 @@ def _named(args: argparse.Namespace) -> str:
     return name if args.shards in (None, 1) else f"{name} ({args.shards} shards)"
 
 
+SHOWN_PAYLOAD_BYTES = 4096
+"""How much of a payload `delayq show` prints (--json gives all of it)."""
+
+
+def _whole_utf8(data: bytes) -> int:
+    """How many bytes of ``data`` end on a character boundary (cut at most 3 bytes short)."""
+    for cut in range(len(data), max(len(data) - 4, -1), -1):
+        try:
+            data[:cut].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.reason != "unexpected end of data":
+                return len(data)
+            continue
+        return cut
+    return len(data)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    job = open_named(args).get(args.id)
+    job = open_named(args).get(args.id, preview=None if args.json else SHOWN_PAYLOAD_BYTES)
     if job is None:
         emit(args, {"id": args.id, "found": False}, f"no job '{shown(args.id)}' in queue '{_named(args)}'")
         return 1
@@ -93,10 +110,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         "payload_size": job.payload_size,
         **payload_fields(job.payload),
     }
-    payload = data.get("payload", f"(base64) {data.get('payload_base64')}")
+    # a cut can split a character: the whole characters before it still read as text
+    head = job.payload[: _whole_utf8(job.payload)] if job.truncated else job.payload
+    payload = payload_fields(head).get("payload", f"(base64) {data.get('payload_base64')}")
     lines = [f"{'id':<14}{shown(job.id)}", f"{'state':<14}{job.state}", f"{when:<14}{iso(job.at_ms)}"]
     lines += [f"{'attempts':<14}{job.attempts}", f"{'error':<14}{shown(job.error or '-')}"]
-    lines += [f"{'payload':<14}{shown(str(payload))}"]
+    cut = f" ... ({job.payload_size} bytes; --json shows all)" if job.truncated else ""
+    lines += [f"{'payload':<14}{shown(str(payload))}{cut}"]
     emit(args, data, "\n".join(lines))
     return 0
 

@@ -273,16 +273,17 @@ class QueueCore:
 
     # -- look and steer (job lookup, the dashboard's pages, pause)
 
-    def get(self, job_id: str) -> Op[JobInfo | None]:
+    def get(self, job_id: str, preview: int | None = None) -> Op[JobInfo | None]:
         """See Queue.get."""
         check_id(job_id)
-        reply = yield self._call("get", job_id, self._now())
+        if preview is not None:
+            check_int(preview, "preview", 0, MAX_PAYLOAD_BYTES)
+        reply = yield self._call("get", job_id, "" if preview is None else preview, self._now())
         if not reply:
             return None
-        state, at_ms, attempts, payload, error, now_ms = reply
-        data = as_bytes(payload)
+        state, at_ms, attempts, payload, error, now_ms, size = reply
         kind = check_state(as_text(state))
-        return JobInfo(job_id, kind, int(at_ms), int(attempts), data, len(data), as_text(error) or None, int(now_ms))
+        return JobInfo(job_id, kind, int(at_ms), int(attempts), as_bytes(payload), int(size), as_text(error) or None, int(now_ms))
 
     def list_jobs(self, state: str, offset: int, limit: int, preview: int) -> Op[JobPage]:
         """See Queue.list_jobs."""

@@ -362,9 +362,9 @@ class ShardedCore:
 
     # -- look and steer
 
-    def get(self, job_id: str) -> Op[JobInfo | None]:
+    def get(self, job_id: str, preview: int | None = None) -> Op[JobInfo | None]:
         """See Queue.get: one call, on the job's shard."""
-        return (yield from self.shard_of(check_id(job_id)).get(job_id))
+        return (yield from self.shard_of(check_id(job_id)).get(job_id, preview))
 
     def list_jobs(self, state: str, offset: int, limit: int, preview: int) -> Op[JobPage]:
         """See Queue.list_jobs: the shards' pages one after the other, one call per shard."""

@@ -161,3 +161,12 @@ def test_web_answers_to_loopback_its_host_and_allow_host() -> None:
     assert allowed_hosts("0.0.0.0", None) is None
     assert allowed_hosts("10.1.2.3", None) == [*LOOPBACK_HOSTS, "10.1.2.3"]
     assert allowed_hosts("0.0.0.0", ["ops.example", "*.internal"]) == [*LOOPBACK_HOSTS, "ops.example", "*.internal"]
+
+
+def test_show_prints_the_start_of_a_large_payload(queue: delayq.Queue, capsys: pytest.CaptureFixture[str]) -> None:
+    queue.enqueue("é" * 10_000, id="long")  # 20000 bytes; the 4096-byte cut splits no character
+    code, out, _ = run(capsys, "show", queue.name, "long")
+    (line,) = [x for x in out.splitlines() if x.startswith("payload")]
+    assert code == 0 and line == "payload       " + "é" * 2048 + " ... (20000 bytes; --json shows all)"
+    data = json.loads(run(capsys, "show", queue.name, "long", "--json")[1])
+    assert data["payload"] == "é" * 10_000 and data["payload_size"] == 20_000

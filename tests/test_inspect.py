@@ -57,6 +57,25 @@ def test_get_shows_a_job_in_every_state(env: Env, shards: int) -> None:
     assert q.get("nope") is None
 
 
+@pytest.mark.parametrize("shards", [1, 3])
+def test_get_sends_only_a_preview_of_a_large_payload(env: Env, shards: int) -> None:
+    q = env.queue(shards=shards)
+    big = bytes(range(256)) * 4096  # 1 MiB
+    q.enqueue(big, id="big")
+    q.enqueue(b"small", id="small")
+    cut = q.get("big", preview=1000)
+    assert cut is not None and cut.payload == big[:1000] and cut.payload_size == len(big) and cut.truncated
+    whole = q.get("big")
+    assert whole is not None and whole.payload == big and not whole.truncated
+    small = q.get("small", preview=1000)
+    assert small is not None and small.payload == b"small" and small.payload_size == 5 and not small.truncated
+    empty = q.get("small", preview=0)
+    assert empty is not None and empty.payload == b"" and empty.payload_size == 5
+    for bad, error in ((-1, delayq.InvalidArgument), (1.5, delayq.InvalidType), (True, delayq.InvalidType)):
+        with pytest.raises(error, match="preview"):
+            q.get("big", preview=bad)
+
+
 def test_get_ready_and_an_expired_lock(env: Env) -> None:
     q = env.queue()
     q.enqueue(b"\x00\xffbin", id="j")

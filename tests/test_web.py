@@ -457,3 +457,17 @@ def test_an_oversized_action_form_is_refused_unread(site: Site) -> None:
         fields = {"csrf": token(page), "action": "purge", "name": "big", "confirm": "big", "pad": "x" * 100_000}
         refused = client.post("/action", data=fields)
         assert refused.status_code == 413 and q.stats().total == 4
+
+
+def test_a_job_page_fetches_and_shows_only_the_start_of_a_huge_payload(site: Site) -> None:
+    from delayq.web._format import MAX_SHOWN_BYTES  # noqa: PLC0415
+
+    q = site.queue("huge")
+    q.enqueue(b"\xe2\x82\xac" * (2 * 1024 * 1024), id="euros")  # 6 MiB of text, a character cut at the limit
+    with site.client() as client:
+        page = client.get("/job", params={"name": "huge", "id": "euros"})
+    assert page.status_code == 200 and len(page.content) < 4 * MAX_SHOWN_BYTES
+    assert f"(text, the first {MAX_SHOWN_BYTES} of {6 * 1024 * 1024} bytes)" in page.text
+    shown = re.search(r'<pre class="payload" data-kind="text">([^<]*)</pre>', page.text)
+    assert shown is not None and set(shown[1]) == {"€"} and len(shown[1]) == MAX_SHOWN_BYTES // 3
+    q.purge()

@@ -124,7 +124,7 @@ def create_app(client: Any = None, *, settings: WebSettings | None = None, **opt
         ref = ref_from(params)
         job_id = params.get("id", "")
         try:
-            job = await dash.queue(ref).get(job_id)
+            job = await dash.queue(ref).get(job_id, preview=_format.MAX_SHOWN_BYTES)
         except (InvalidArgument, InvalidType) as exc:
             raise HTTPException(400, str(exc)[:300]) from exc
         status = 200 if job is not None else 404
