@@ -26,6 +26,7 @@ from ._validate import (
     MAX_BATCH,
     MAX_DELAY_S,
     MAX_LOCK_TTL_S,
+    MAX_PAYLOAD_BYTES,
     Duration,
     Payload,
     check_claim,
