@@ -315,8 +315,24 @@ def test_redis_down_is_a_page_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -
     with TestClient(create_app("redis://127.0.0.1:1/0"), base_url=BASE) as client:
         page = client.get("/")
         assert page.status_code == 503 and "Redis did not answer" in page.text
+        assert 'class="flash"' not in page.text and page.text.count("ConnectionError") == 1, "said once, as the problem"
         metrics = client.get("/metrics")
         assert metrics.status_code == 200 and "delayq_up 0.0" in metrics.text
+
+
+def test_a_redis_that_stops_answering_gets_a_503_page_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket  # noqa: PLC0415
+
+    for var in ("DELAYQ_WEB_USERNAME", "DELAYQ_WEB_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        with TestClient(create_app(url, timeout=0.3, queues=["q"]), base_url=BASE) as client:
+            page = client.get("/")
+            assert page.status_code == 503 and "Redis did not answer" in page.text and "Timeout" in page.text
+            assert "delayq_up 0.0" in client.get("/metrics").text
 
 
 def test_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -431,6 +447,7 @@ async def _open_queues(app: Starlette) -> int:
         ("page_size", 10**9, delayq.InvalidArgument),
         ("page_size", 2.5, delayq.InvalidType),
         ("discover_every", -5, delayq.InvalidArgument),
+        ("timeout", 0, delayq.InvalidArgument),
         ("queues", ["ok", "a{b"], delayq.InvalidArgument),
         ("queues", "single-name", delayq.InvalidType),
         ("queues", [42], delayq.InvalidType),
