@@ -87,11 +87,13 @@ class Dashboard:
         if made is None:
             url, timeout = self.settings.client, self.settings.timeout
             # a Redis that stops answering becomes a 503 page, not a page (and a refresh) that hangs
-            limits = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
             if self.settings.cluster:
-                made = _Connection(redis.asyncio.cluster.RedisCluster.from_url(url, **limits))
+                client: Any = redis.asyncio.cluster.RedisCluster.from_url(
+                    url, socket_timeout=timeout, socket_connect_timeout=timeout
+                )
             else:
-                made = _Connection(redis.asyncio.Redis.from_url(url, **limits))
+                client = redis.asyncio.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            made = _Connection(client)
             self.made[loop] = made
         return made
 
