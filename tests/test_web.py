@@ -488,3 +488,25 @@ def test_a_job_page_fetches_and_shows_only_the_start_of_a_huge_payload(site: Sit
     shown = re.search(r'<pre class="payload" data-kind="text">([^<]*)</pre>', page.text)
     assert shown is not None and set(shown[1]) == {"€"} and len(shown[1]) == MAX_SHOWN_BYTES // 3
     q.purge()
+
+
+def test_every_form_that_acts_is_a_post_carrying_the_csrf_token(site: Site) -> None:
+    scene(site, "forms")
+    with site.client() as client:
+        pages = [client.get("/").text, client.get("/workers").text]
+        pages += [
+            client.get("/queue", params={"name": "forms", "state": s}).text for s in ("ready", "delayed", "in_flight", "dead")
+        ]
+        pages += [client.get("/job", params={"name": "forms", "id": i}).text for i in ("xss", "flying", "ready", "later")]
+        csrf = token(pages[2])
+        forms = [form for page in pages for form in re.findall(r"<form\b.*?</form>", page, flags=re.S)]
+        acting = [f for f in forms if 'action="/action"' in f]
+        verbs = {re.search(r'name="action" value="(\w+)"', f)[1] for f in acting}  # type: ignore[index]
+        assert verbs == {"cancel", "reschedule", "redrive", "redrive_all", "pause", "purge"}
+        for form in acting:
+            assert 'method="post"' in form and f'name="csrf" value="{csrf}"' in form, form
+        for form in forms:
+            assert form in acting or ('method="get"' in form and 'action="/job"' in form), form
+        assert all("hx-post" not in page and "hx-delete" not in page and "hx-put" not in page for page in pages)
+        for method in ("GET", "PUT", "DELETE", "PATCH"):
+            assert client.request(method, "/action", params={"action": "purge", "name": "forms"}).status_code == 405
