@@ -111,9 +111,9 @@ class Worker(WorkerBase[Queue]):
             self._start_slot()
         keepalive = asyncio.create_task(self._keepalive())
         core.log.info(
-            "worker %s started on %r: concurrency %d, prefetch up to %d, lock_ttl %.1fs",
-            self.id,
+            "worker started on %r as %s: concurrency %d, prefetch up to %d, lock_ttl %.1fs",
             self.queue,
+            self.id,
             core.concurrency,
             core.prefetch,
             core.lock_ttl,

@@ -117,9 +117,9 @@ class Worker(WorkerBase[Queue]):
         keepalive = threading.Thread(target=self._keepalive, name="delayq-keepalive", daemon=True)
         keepalive.start()
         core.log.info(
-            "worker %s started on %r: concurrency %d, prefetch up to %d, lock_ttl %.1fs",
-            self.id,
+            "worker started on %r as %s: concurrency %d, prefetch up to %d, lock_ttl %.1fs",
             self.queue,
+            self.id,
             core.concurrency,
             core.prefetch,
             core.lock_ttl,
