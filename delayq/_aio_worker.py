@@ -15,11 +15,12 @@ from collections.abc import Callable
 
 import redis
 
-from ._core import MAX_BATCH, AckResult
+from ._aio import Queue
 from ._heartbeats import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S
+from ._replies import AckResult
 from ._types import Job
+from ._validate import MAX_BATCH
 from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerBase, WorkerStats, outage_pause
-from .aio import Queue
 
 __all__ = ["Worker"]
 

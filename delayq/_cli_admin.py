@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -13,22 +15,88 @@ from typing import Any
 
 import redis
 
-from ._cli_base import CliError, connect, emit, iso, open_queue, payload_fields, resolve_url
-from ._discover import find_queues
+from ._cli_base import CliError, connect, emit, iso, max_attempts_of, payload_fields, resolve_url
+from ._discover import find_queues, queues_from_keys
 from ._errors import DelayqError
 from ._inspect import QueueRef
 from ._sync import Queue
 
 __all__ = ["COMMANDS", "add_commands", "run_command"]
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+"""delayq.web's default allowed hosts (repeated here: importing delayq.web needs the web extra)."""
+
 EXPORTER_PORT = 9640
 """`delayq exporter`'s default port."""
 
 
+def shown(text: str) -> str:
+    """Text for a terminal: control characters (escape sequences, bells, carriage returns,
+    bidi overrides) written as ``\\xNN`` / ``\\uNNNN``, so a job's id, payload or error cannot
+    move the cursor, recolour, retitle or clear the operator's terminal."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _glob(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def shard_counts(client: Any, prefix: str, name: str) -> list[int]:
+    """The shard counts a queue ``name`` has keys under (1 = the plain queue), by SCAN.
+
+    Cost: two SCAN walks of the keyspace (every primary of a cluster), MATCHing this name only.
+    """
+    keys: list[bytes] = []
+    for pattern in (f"{_glob(prefix)}:{{{_glob(name)}}}:*", f"{_glob(prefix)}:{{{_glob(name)}:*}}:shard-*"):
+        keys += client.scan_iter(match=pattern, count=1000)
+    return sorted({ref.shards for ref in queues_from_keys(keys, prefix) if ref.name == name})
+
+
+def open_named(args: argparse.Namespace) -> Queue:
+    """The queue the command names; without --shards, the shard count its keys show.
+
+    Raises:
+        CliError: Without --shards, when the name has keys as a plain and a sharded queue,
+            or as sharded queues of several counts (exit 2).
+    """
+    client = connect(args)
+    shards = args.shards
+    if shards is None:
+        counts = shard_counts(client, args.prefix, args.queue)
+        if len(counts) > 1:
+            held = ", ".join("plain" if n == 1 else f"{n} shards" for n in counts)
+            raise CliError(f"queue '{shown(args.queue)}' has jobs as more than one queue ({held}): pass --shards N", 2)
+        shards = counts[0] if counts else 1
+        args.shards = shards
+    return Queue(client, args.queue, prefix=args.prefix, max_attempts=max_attempts_of(args), shards=shards)
+
+
+def _named(args: argparse.Namespace) -> str:
+    name = shown(args.queue)
+    return name if args.shards in (None, 1) else f"{name} ({args.shards} shards)"
+
+
+SHOWN_PAYLOAD_BYTES = 4096
+"""How much of a payload `delayq show` prints (--json gives all of it)."""
+
+
+def _whole_utf8(data: bytes) -> int:
+    """How many bytes of ``data`` end on a character boundary (cut at most 3 bytes short)."""
+    for cut in range(len(data), max(len(data) - 4, -1), -1):
+        try:
+            data[:cut].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.reason != "unexpected end of data":
+                return len(data)
+            continue
+        return cut
+    return len(data)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    job = open_queue(args).get(args.id)
+    job = open_named(args).get(args.id, preview=None if args.json else SHOWN_PAYLOAD_BYTES)
     if job is None:
-        emit(args, {"id": args.id, "found": False}, f"no job {args.id!r} in queue {args.queue!r}")
+        emit(args, {"id": args.id, "found": False}, f"no job '{shown(args.id)}' in queue '{_named(args)}'")
         return 1
     when = {"ready": "due", "delayed": "due", "in_flight": "lock_expires", "dead": "died"}[job.state]
     data = {
@@ -42,29 +110,33 @@ def cmd_show(args: argparse.Namespace) -> int:
         "payload_size": job.payload_size,
         **payload_fields(job.payload),
     }
-    shown = data.get("payload", f"(base64) {data.get('payload_base64')}")
-    lines = [f"{'id':<14}{job.id}", f"{'state':<14}{job.state}", f"{when:<14}{iso(job.at_ms)}"]
-    lines += [f"{'attempts':<14}{job.attempts}", f"{'error':<14}{job.error or '-'}", f"{'payload':<14}{shown}"]
+    # a cut can split a character: the whole characters before it still read as text
+    head = job.payload[: _whole_utf8(job.payload)] if job.truncated else job.payload
+    payload = payload_fields(head).get("payload", f"(base64) {data.get('payload_base64')}")
+    lines = [f"{'id':<14}{shown(job.id)}", f"{'state':<14}{job.state}", f"{when:<14}{iso(job.at_ms)}"]
+    lines += [f"{'attempts':<14}{job.attempts}", f"{'error':<14}{shown(job.error or '-')}"]
+    cut = f" ... ({job.payload_size} bytes; --json shows all)" if job.truncated else ""
+    lines += [f"{'payload':<14}{shown(str(payload))}{cut}"]
     emit(args, data, "\n".join(lines))
     return 0
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    changed = open_queue(args).pause()
+    changed = open_named(args).pause()
     emit(
         args,
-        {"queue": args.queue, "paused": True, "changed": changed},
-        f"{args.queue}: paused" + ("" if changed else " (already)"),
+        {"queue": args.queue, "shards": args.shards, "paused": True, "changed": changed},
+        f"{_named(args)}: paused" + ("" if changed else " (already)"),
     )
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    changed = open_queue(args).resume()
+    changed = open_named(args).resume()
     emit(
         args,
-        {"queue": args.queue, "paused": False, "changed": changed},
-        f"{args.queue}: resumed" + ("" if changed else " (was not paused)"),
+        {"queue": args.queue, "shards": args.shards, "paused": False, "changed": changed},
+        f"{_named(args)}: resumed" + ("" if changed else " (was not paused)"),
     )
     return 0
 
@@ -80,7 +152,7 @@ def cmd_queues(args: argparse.Namespace) -> int:
         return 0
     header = f"{'queue':<30} {'shards':>6} {'ready':>9} {'delayed':>9} {'in_flight':>9} {'dead':>9} {'oldest_ready':>12}  paused"
     lines = [header] + [
-        f"{r['queue']:<30} {r['shards']:>6} {r['ready']:>9} {r['delayed']:>9} {r['in_flight']:>9} {r['dead']:>9} "
+        f"{shown(r['queue']):<30} {r['shards']:>6} {r['ready']:>9} {r['delayed']:>9} {r['in_flight']:>9} {r['dead']:>9} "
         f"{r['oldest_ready_age']:>11.3f}s  {'yes' if r['paused'] else 'no'}"
         for r in rows
     ]
@@ -122,6 +194,42 @@ def _queue_refs(specs: list[str] | None) -> list[QueueRef] | None:
     return refs
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port) and listening, for the server to serve on.
+
+    Raises:
+        CliError: The address cannot be had (in use, not this machine's, no permission).
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def allowed_hosts(host: str, extra: list[str] | None) -> list[str] | None:
+    """The Host names `delayq web` answers: loopback, --host (a name or a specific address) and
+    --allow-host; None (= $DELAYQ_WEB_ALLOWED_HOSTS, else loopback) when only the defaults apply."""
+    names = list(extra or ())
+    if host not in ("", "0.0.0.0", "::") and not _loopback(host):
+        names.append(host)
+    if not names:
+        return None
+    return [*LOOPBACK_HOSTS, *dict.fromkeys(names)]
+
+
 def cmd_web(args: argparse.Namespace) -> int:
     try:
         import uvicorn  # noqa: PLC0415  (the web extra is optional)
@@ -144,9 +252,14 @@ def cmd_web(args: argparse.Namespace) -> int:
         read_only=args.read_only,
         queues=_queue_refs(args.queue),
         refresh=args.refresh,
+        allowed_hosts=allowed_hosts(args.host, args.allow_host),
     )
-    print(f"delayq web: http://{args.host}:{args.port}{args.root_path}/", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, root_path=args.root_path, log_level=args.log_level, access_log=False)
+    sock = listen(args.host, args.port)
+    hosts = ", ".join(app.state.delayq.settings.allowed_hosts)
+    port = sock.getsockname()[1]
+    print(f"delayq web: http://{_url_host(args.host)}:{port}{args.root_path}/ (answers to {hosts})", file=sys.stderr, flush=True)
+    config = uvicorn.Config(app, root_path=args.root_path, log_level=args.log_level, access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -161,8 +274,11 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     client = connect(args)
     collector = QueueCollector(client, prefix=args.prefix, queues=_queue_refs(args.queue))
     registry = _exporter_registry(collector, CollectorRegistry)
-    server, _ = start_http_server(args.port, addr=args.host, registry=registry)
-    print(f"delayq exporter: http://{args.host}:{server.server_port}/metrics", file=sys.stderr, flush=True)
+    try:
+        server, _ = start_http_server(args.port, addr=args.host, registry=registry)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+    print(f"delayq exporter: http://{_url_host(args.host)}:{server.server_port}/metrics", file=sys.stderr, flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -223,7 +339,7 @@ def add_commands(commands: Any) -> None:
     common.add_argument("--json", action="store_true", help="machine-readable output")
     named = argparse.ArgumentParser(add_help=False, parents=[common])
     named.add_argument("queue", help="the queue's name")
-    named.add_argument("--shards", type=int, default=1, help="the queue's shard count (default 1)")
+    named.add_argument("--shards", type=int, default=None, help="the queue's shard count (default: as its keys show, by a SCAN)")
 
     p = commands.add_parser("show", parents=[named], help="look up one job: state, time, attempts, error, payload")
     p.add_argument("id", help="the job's id")
@@ -236,6 +352,13 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     p.add_argument("--read-only", action="store_true", help="no actions: look only")
     p.add_argument("--no-auth", action="store_true", help="allow actions without credentials on a non-loopback --host")
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="a Host name the dashboard answers to besides loopback and --host (e.g. ops.example.com, *.internal); "
+        "repeatable; default $DELAYQ_WEB_ALLOWED_HOSTS",
+    )
     p.add_argument("--root-path", default="", help="the path it is served under behind a proxy, e.g. /delayq")
     p.add_argument("--refresh", type=_seconds, default=2.0, help="seconds between the counts' refreshes (default 2)")
     p.add_argument("--queue", action="append", help=only)

@@ -26,9 +26,9 @@ import redis.asyncio.cluster
 
 from . import aio
 from ._cli_base import CliError, emit, iso, max_attempts_of, open_queue, resolve_url
-from ._core import DEFAULT_MAX_ATTEMPTS
 from ._heartbeats import HEARTBEAT_TTL_S, heartbeat_entry
 from ._sync import Queue
+from ._validate import DEFAULT_MAX_ATTEMPTS
 from ._worker import Worker
 from .periodic import AsyncScheduler, Scheduler
 from .tasks import Tasks

@@ -47,41 +47,34 @@ import random
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import TypeVar
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-from ._core import (
+from ._core import QueueCore, chunks
+from ._errors import InvalidType
+from ._inspect import JobInfo, JobPage
+from ._longpoll import SHARDED_NAP_S, long_poll
+from ._replies import AckResult, DequeueResult
+from ._steps import Op, Sleep, Step
+from ._types import DeadJob, Job, PendingJob, QueueStats
+from ._validate import (
     DEFAULT_MAX_ATTEMPTS,
     MAX_BATCH,
     MAX_LOCK_TTL_S,
-    SHARDED_NAP_S,
-    AckResult,
-    DequeueResult,
     Duration,
-    Op,
     Payload,
-    QueueCore,
-    Sleep,
-    Step,
-    _check_claim,
-    _check_id,
-    _check_int,
-    _chunks,
-    check_client,
+    check_claim,
+    check_id,
+    check_int,
     check_state,
-    long_poll,
     prepare_enqueue,
     to_ms,
 )
-from ._errors import InvalidType
-from ._inspect import JobInfo, JobPage
-from ._types import DeadJob, Job, PendingJob, QueueStats
 
-__all__ = ["MAX_SHARDS", "QueueBase", "ShardedCore", "make_core", "shard_marker", "shard_tags"]
+__all__ = ["MAX_SHARDS", "ShardedCore", "shard_marker", "shard_tags"]
 
 T = TypeVar("T")
-ClientT = TypeVar("ClientT")
 
 MAX_SHARDS = 256
 """Most shards one queue may have."""
@@ -134,7 +127,7 @@ class ShardedCore:
     ) -> None:
         first = QueueCore(name, prefix=prefix, max_attempts=max_attempts)
         self.name, self.prefix, self.max_attempts = first.name, first.prefix, first.max_attempts
-        _check_int(shards, "shards", 1, MAX_SHARDS)
+        check_int(shards, "shards", 1, MAX_SHARDS)
         self.shards = [
             QueueCore(name, prefix=prefix, max_attempts=max_attempts, tag=tag, marker=shard_marker(i, shards))
             for i, tag in enumerate(shard_tags(name, shards))
@@ -218,7 +211,7 @@ class ShardedCore:
         their locks to expire, applied acks would be sent again and refused), with the failed
         shard's acks in ``unapplied``; otherwise the first failure is raised.
         """
-        _check_int(batch, "batch", 1, MAX_BATCH)
+        check_int(batch, "batch", 1, MAX_BATCH)
         to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)  # now every exception below is a call's
         finished = self._jobs(done)
         acks: dict[int, list[Job]] = {
@@ -312,33 +305,33 @@ class ShardedCore:
 
     def ack(self, job: Job) -> Op[bool]:
         """See Queue.ack."""
-        return (yield from self.shard_of(_check_claim(job).id).ack(job))
+        return (yield from self.shard_of(check_claim(job).id).ack(job))
 
     def nack(self, job: Job, delay: Duration = 0, error: str | None = None) -> Op[int]:
         """See Queue.nack."""
-        return (yield from self.shard_of(_check_claim(job).id).nack(job, delay, error))
+        return (yield from self.shard_of(check_claim(job).id).nack(job, delay, error))
 
     def release(self, job: Job) -> Op[bool]:
         """See Queue.release."""
-        return (yield from self.shard_of(_check_claim(job).id).release(job))
+        return (yield from self.shard_of(check_claim(job).id).release(job))
 
     def extend(self, job: Job, lock_ttl: Duration) -> Op[int | None]:
         """See Queue.extend."""
-        return (yield from self.shard_of(_check_claim(job).id).extend(job, lock_ttl))
+        return (yield from self.shard_of(check_claim(job).id).extend(job, lock_ttl))
 
     # -- manage
 
     def cancel(self, job_id: str) -> Op[bool]:
         """See Queue.cancel."""
-        return (yield from self.shard_of(_check_id(job_id)).cancel(job_id))
+        return (yield from self.shard_of(check_id(job_id)).cancel(job_id))
 
     def reschedule(self, job_id: str, *, delay: Duration = 0, at: datetime | None = None) -> Op[bool]:
         """See Queue.reschedule."""
-        return (yield from self.shard_of(_check_id(job_id)).reschedule(job_id, delay=delay, at=at))
+        return (yield from self.shard_of(check_id(job_id)).reschedule(job_id, delay=delay, at=at))
 
     def peek(self, limit: int) -> Op[list[PendingJob]]:
         """The earliest ``limit`` waiting jobs over all shards; see Queue.peek."""
-        _check_int(limit, "limit", 1, MAX_BATCH)
+        check_int(limit, "limit", 1, MAX_BATCH)
         parts = []
         for shard in self.shards:
             parts.append((yield from shard.peek(limit)))
@@ -364,7 +357,7 @@ class ShardedCore:
 
     def dead_letters(self, limit: int) -> Op[list[DeadJob]]:
         """The oldest ``limit`` dead jobs over all shards; see Queue.dead_letters."""
-        _check_int(limit, "limit", 1, MAX_BATCH)
+        check_int(limit, "limit", 1, MAX_BATCH)
         parts = []
         for shard in self.shards:
             parts.append((yield from shard.dead_letters(limit)))
@@ -374,28 +367,28 @@ class ShardedCore:
         """See Queue.redrive."""
         if ids is not None and (isinstance(ids, str) or not isinstance(ids, Iterable)):
             raise InvalidType(f"ids must be an iterable of str, got {ids!r:.80}")
-        wanted = None if ids is None else list(dict.fromkeys(_check_id(i) for i in ids))
+        wanted = None if ids is None else list(dict.fromkeys(check_id(i) for i in ids))
         total = 0
         if wanted is None:
             for shard in self.shards:
                 total += yield from shard.redrive(None)
             return total
         for index, positions in self._group(wanted).items():
-            for chunk in _chunks([wanted[p] for p in positions], MAX_BATCH):
+            for chunk in chunks([wanted[p] for p in positions], MAX_BATCH):
                 total += yield from self.shards[index].redrive(chunk)
         return total
 
     # -- look and steer
 
-    def get(self, job_id: str) -> Op[JobInfo | None]:
+    def get(self, job_id: str, preview: int | None = None) -> Op[JobInfo | None]:
         """See Queue.get: one call, on the job's shard."""
-        return (yield from self.shard_of(_check_id(job_id)).get(job_id))
+        return (yield from self.shard_of(check_id(job_id)).get(job_id, preview))
 
     def list_jobs(self, state: str, offset: int, limit: int, preview: int) -> Op[JobPage]:
         """See Queue.list_jobs: the shards' pages one after the other, one call per shard."""
         checked = check_state(state)
-        _check_int(offset, "offset", 0, 2**53)
-        _check_int(limit, "limit", 0, MAX_BATCH)
+        check_int(offset, "offset", 0, 2**53)
+        check_int(limit, "limit", 0, MAX_BATCH)
         jobs: list[JobInfo] = []
         total = now_ms = 0
         for shard in self.shards:
@@ -424,7 +417,7 @@ class ShardedCore:
 
     def nack_limited(self, job: Job, delay: Duration = 0, error: str | None = None, *, max_attempts: int | None) -> Op[int]:
         """See QueueCore.nack_limited."""
-        return (yield from self.shard_of(_check_claim(job).id).nack_limited(job, delay, error, max_attempts=max_attempts))
+        return (yield from self.shard_of(check_claim(job).id).nack_limited(job, delay, error, max_attempts=max_attempts))
 
     def schedule(
         self,
@@ -441,11 +434,11 @@ class ShardedCore:
         stored_catchup = stored_upcoming = False
         now = 0
         if catchup is not None:
-            stored_catchup, _, now = yield from self.shard_of(_check_id(catchup[1])).schedule(
+            stored_catchup, _, now = yield from self.shard_of(check_id(catchup[1])).schedule(
                 name, spec, payload, catchup, None, cold=cold
             )
         if upcoming is not None:
-            _, stored_upcoming, now = yield from self.shard_of(_check_id(upcoming[1])).schedule(
+            _, stored_upcoming, now = yield from self.shard_of(check_id(upcoming[1])).schedule(
                 name, spec, payload, None, upcoming
             )
         return stored_catchup, stored_upcoming, now
@@ -459,47 +452,3 @@ class ShardedCore:
             for mine, found in zip(result, part, strict=True):
                 mine.extend(found)
         return result
-
-
-def make_core(name: str, prefix: str, max_attempts: int | None, shards: int) -> QueueCore | ShardedCore:
-    """The core for a queue: one tag (shards=1, the keys carry ``{name}``) or several.
-
-    Raises:
-        InvalidType, InvalidArgument: A bad name, prefix, max_attempts or shards.
-    """
-    _check_int(shards, "shards", 1, MAX_SHARDS)
-    if shards == 1:
-        return QueueCore(name, prefix=prefix, max_attempts=max_attempts)
-    return ShardedCore(name, shards, prefix=prefix, max_attempts=max_attempts)
-
-
-class QueueBase(Generic[ClientT]):
-    """What the sync and the async queue share besides the core: construction, name and repr."""
-
-    def __init__(
-        self,
-        client: ClientT,
-        name: str,
-        *,
-        prefix: str = "delayq",
-        max_attempts: int | None = DEFAULT_MAX_ATTEMPTS,
-        shards: int = 1,
-    ) -> None:
-        check_client(client)
-        self._client = client
-        self._core = make_core(name, prefix, max_attempts, shards)
-        # a long-poll's BLPOP must end before the client's own socket timeout does
-        kwargs: dict[str, Any] = client.get_connection_kwargs()  # type: ignore[attr-defined]
-        timeout = kwargs.get("socket_timeout")
-        self._max_block = None if timeout is None else max(0.05, float(timeout) - 0.5)
-
-    @property
-    def name(self) -> str:
-        """The queue's name."""
-        return self._core.name
-
-    def __repr__(self) -> str:
-        core = self._core
-        shards = len(core.shards) if isinstance(core, ShardedCore) else 1
-        kind = f"{type(self).__module__.replace('._sync', '')}.{type(self).__qualname__}"
-        return f"{kind}({core.name!r}, prefix={core.prefix!r}, max_attempts={core.max_attempts!r}, shards={shards})"

@@ -10,11 +10,13 @@ from typing import Any, TypeVar
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import SCRIPT_LOADS, AckResult, Block, DequeueResult, Duration, Op, Payload, Sleep, Step, script_error
+from ._base import QueueBase
 from ._heartbeats import HEARTBEAT_TTL_S, WorkerInfo, check_heartbeat, live_workers, stale_workers, workers_key
 from ._inspect import JobInfo, JobPage
-from ._sharded import QueueBase
+from ._replies import AckResult, DequeueResult
+from ._steps import SCRIPT_LOADS, Block, Op, Sleep, Step, script_error
 from ._types import NACK_OUTCOMES, DeadJob, Job, NackOutcome, PendingJob, QueueStats
+from ._validate import Duration, Payload
 
 __all__ = ["Queue"]
 
@@ -478,21 +480,23 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
 
     # -- look and steer
 
-    def get(self, job_id: str) -> JobInfo | None:
+    def get(self, job_id: str, *, preview: int | None = None) -> JobInfo | None:
         """Look up one job by id, atomically: its state and time, attempts, last error and payload.
 
         Args:
             job_id: The job's id.
+            preview: Send at most this many bytes of the payload (``payload_size`` is still
+                the whole length); None = all of it.
 
         Returns:
             The job (see :class:`JobInfo`), or None when the queue has no job with that id.
 
         Raises:
-            InvalidType, InvalidArgument: A bad id; nothing is sent.
+            InvalidType, InvalidArgument: A bad id or preview; nothing is sent.
 
-        Cost: one round trip, O(log N) (plus the payload's size).
+        Cost: one round trip, O(log N) (plus the payload's size, or the preview's).
         """
-        return self._drive(self._core.get(job_id))
+        return self._drive(self._core.get(job_id, preview))
 
     def list_jobs(self, state: str, *, offset: int = 0, limit: int = 50, preview: int = 256) -> JobPage:
         """One page of the jobs in one state, as a dashboard lists them; nothing is changed.

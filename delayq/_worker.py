@@ -14,10 +14,11 @@ from typing import Any
 
 import redis
 
-from ._core import MAX_BATCH, AckResult
 from ._heartbeats import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S
+from ._replies import AckResult
 from ._sync import Queue
 from ._types import Job
+from ._validate import MAX_BATCH
 from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerBase, WorkerStats, outage_pause
 
 __all__ = ["Worker"]

@@ -25,10 +25,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
-from ._core import MAX_BATCH, MAX_LOCK_TTL_S, AckResult, DequeueResult, to_ms
 from ._errors import InvalidArgument, InvalidType
 from ._heartbeats import heartbeat_entry
+from ._replies import AckResult, DequeueResult
 from ._types import Job
+from ._validate import MAX_BATCH, MAX_LOCK_TTL_S, to_ms
 from ._worker_types import Backoff, Claim, EventKind, WorkerEvent, WorkerStats, claim_of, error_text
 
 __all__ = [
@@ -442,7 +443,7 @@ class WorkerBase(Generic[QueueT]):
         logger: logging.Logger | None = None,
     ) -> None:
         if not isinstance(queue, self.queue_type):
-            kind = f"{self.queue_type.__module__.replace('._sync', '')}.{self.queue_type.__qualname__}"
+            kind = f"{self.queue_type.__module__}.{self.queue_type.__qualname__}"
             raise InvalidType(f"queue must be a {kind} (use {self.twin} for the other kind), got {queue!r}")
         if not callable(handler):
             raise InvalidType(f"handler must be callable, got {handler!r}")

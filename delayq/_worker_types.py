@@ -10,9 +10,9 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from ._core import to_ms
 from ._errors import InvalidArgument, InvalidType
 from ._types import Job
+from ._validate import to_ms
 
 __all__ = [
     "MAX_ERROR_CHARS",

@@ -44,10 +44,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import redis
 
 from . import aio
-from ._core import MAX_NAME_LENGTH, Duration, Op, QueueCore, _check_payload, to_ms
+from ._core import QueueCore
 from ._errors import InvalidArgument, InvalidType
 from ._sharded import ShardedCore
+from ._steps import Op
 from ._sync import Queue
+from ._validate import MAX_NAME_LENGTH, Duration, check_payload, to_ms
 
 if TYPE_CHECKING:
     from cronsim import CronSim
@@ -280,7 +282,7 @@ class PeriodicJob:
             raise InvalidArgument(f"a periodic job's name must be 1-{MAX_NAME_LENGTH} characters, not padded: {self.name!r}")
         if not isinstance(self.schedule, (Cron, Every)):
             raise InvalidType(f"schedule must be cron(...) or every(...), got {self.schedule!r}")
-        object.__setattr__(self, "payload", _check_payload(self.payload))
+        object.__setattr__(self, "payload", check_payload(self.payload))
         if self.missed not in ("skip", "run_once"):
             raise InvalidArgument(f"missed must be 'skip' or 'run_once', got {self.missed!r}")
 

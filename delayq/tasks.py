@@ -38,11 +38,11 @@ from datetime import datetime
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, Union, overload
 
 from . import aio
-from ._core import DEFAULT_MAX_ATTEMPTS, MAX_NAME_LENGTH, Duration
 from ._errors import InvalidArgument, InvalidType
 from ._hooks import Fail, JobPolicy
 from ._sync import Queue
 from ._types import Job
+from ._validate import DEFAULT_MAX_ATTEMPTS, MAX_NAME_LENGTH, Duration
 from ._worker_core import Backoff
 from .periodic import Missed, PeriodicJob, Schedule, make_schedule
 

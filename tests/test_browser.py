@@ -26,7 +26,7 @@ import redis
 
 import delayq
 from delayq._server import free_port
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 CHROMIUM_ARGS = [
     "--headless",

@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 
 import delayq
 from delayq import DeadJob, Job, PendingJob, QueueStats
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 IDS = st.sampled_from(["a", "b", "c", "d", "e"])
 # weighted toward what makes things happen: jobs due now, locks that expire, clocks that cross them

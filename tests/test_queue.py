@@ -14,9 +14,11 @@ import redis
 
 import delayq
 from delayq import Job, QueueStats, ScriptError
-from delayq._core import SCRIPT_LOADS, SENTINEL, AckResult
+from delayq._replies import AckResult
 from delayq._scripts import SCRIPTS
-from tests.conftest import Env, unique_name
+from delayq._steps import SCRIPT_LOADS
+from delayq._validate import SENTINEL
+from tests.helpers import Env, unique_name
 from tests.snapshots import snapshot
 
 

@@ -10,10 +10,12 @@ import redis
 from redis.crc import key_slot
 
 import delayq
-from delayq._core import SCRIPT_KEYS, SENTINEL, QueueCore
+from delayq._core import QueueCore
 from delayq._scripts import SCRIPTS
+from delayq._steps import SCRIPT_KEYS
+from delayq._validate import SENTINEL
 from delayq.periodic import PeriodicJob, Scheduler, every
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 # the README's ACL line gives exactly these
 ACL_COMMANDS = (

@@ -18,9 +18,11 @@ from redis.crc import key_slot
 
 import delayq
 from delayq import QueueStats
-from delayq._core import MAX_NAME_LENGTH, Call, Step
-from delayq._sharded import make_core, shard_tags
-from tests.conftest import Env, unique_name
+from delayq._base import make_core
+from delayq._sharded import shard_tags
+from delayq._steps import Call, Step
+from delayq._validate import MAX_NAME_LENGTH
+from tests.helpers import Env, unique_name
 from tests.snapshots import snapshot
 
 

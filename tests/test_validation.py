@@ -12,9 +12,9 @@ import redis
 import delayq
 import delayq.aio
 from delayq import DelayqError, InvalidArgument, InvalidType, Job
-from delayq._core import SENTINEL
 from delayq._scripts import SCRIPTS
-from tests.conftest import Env
+from delayq._validate import SENTINEL
+from tests.helpers import Env
 from tests.snapshots import snapshot
 
 NAN = float("nan")

@@ -20,8 +20,8 @@ import redis
 import delayq
 import delayq.aio
 from delayq import Backoff, Job, QueueStats, WorkerEvent, WorkerStats
-from delayq._core import Call
-from tests.conftest import Env, unique_name
+from delayq._steps import Call
+from tests.helpers import Env, unique_name
 from tests.test_sharded import fail_calls
 
 

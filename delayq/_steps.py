@@ -1,0 +1,86 @@
+"""The steps an operation yields (script calls, blocking waits, sleeps) and how a script call fails.
+
+An operation of the core is a generator (:data:`Op`): it yields steps, a driver (the sync or
+the async queue) performs each one and sends back its reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar, Union
+
+from redis.exceptions import NoScriptError
+
+from ._errors import ScriptError
+from ._scripts import Script
+
+__all__ = ["SCRIPT_KEYS", "SCRIPT_LOADS", "Block", "Call", "Op", "Sleep", "Step", "script_error"]
+
+T = TypeVar("T")
+
+SCRIPT_LOADS = 5
+"""Most SCRIPT LOADs one call makes on NOSCRIPT replies (a restart, failover or SCRIPT FLUSH): a flush
+may land between a load and the retried EVALSHA, so one reload is not enough; a bound keeps a server
+that keeps losing scripts from looping a call forever."""
+SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
+    "enqueue": ("due", "payload", "wake", "waiters"),
+    "dequeue": ("due", "lease", "payload", "meta", "dead", "errors", "wake", "waiters", "paused"),
+    "ack": ("lease", "payload", "meta", "errors", "due", "wake"),
+    "nack": ("due", "lease", "meta", "dead", "errors", "wake", "waiters"),
+    "extend": ("lease", "meta"),
+    "cancel": ("due", "lease", "payload", "meta", "dead", "errors", "wake"),
+    "reschedule": ("due", "lease", "wake", "waiters"),
+    "peek": ("due", "lease", "payload", "meta"),
+    "stats": ("due", "lease", "dead", "paused"),
+    "purge": ("due", "lease", "dead", "payload", "meta", "errors", "wake"),
+    "dead_letters": ("dead", "payload", "meta", "errors"),
+    "redrive": ("dead", "due", "meta", "errors", "wake"),
+    "get": ("due", "lease", "payload", "meta", "dead", "errors"),
+    "jobs": ("due", "lease", "payload", "meta", "dead", "errors"),
+    "pause": ("paused",),
+    "resume": ("paused", "due", "lease", "wake"),
+    "schedule": ("due", "payload", "wake", "periodic"),
+    "periodic_state": ("periodic",),
+    "release": ("due", "lease", "meta", "wake", "waiters"),
+}
+"""The keys each script takes, in KEYS order, by role; each role is one key of the queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One script call: EVALSHA script.sha len(keys) *keys *args."""
+
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[bytes | str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """BLPOP key timeout: wait for a wake-up token (the reply is the token, or None on timeout)."""
+
+    key: str
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Sleep on the client for ``seconds`` (no I/O; the reply is None)."""
+
+    seconds: float
+
+
+Step = Union[Call, Block, Sleep]
+Op = Generator[Step, Any, T]
+"""An operation: yields steps (script calls, blocking waits, sleeps), is sent their replies, returns the result."""
+
+
+def script_error(call: Call, queue: str, exc: Exception) -> ScriptError:
+    """The one mapping from a Redis error reply to a delayq exception."""
+    if isinstance(exc, NoScriptError):
+        return ScriptError(
+            f"script {call.script.name!r} failed on queue {queue!r}: NOSCRIPT after {SCRIPT_LOADS} SCRIPT LOADs "
+            f"(something keeps flushing the server's scripts): {exc}"
+        )
+    return ScriptError(f"script {call.script.name!r} failed on queue {queue!r}: {exc}")
