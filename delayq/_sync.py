@@ -8,13 +8,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import redis
-from redis.exceptions import NoScriptError, ResponseError
 
 from ._base import QueueBase
 from ._heartbeats import HEARTBEAT_TTL_S, WorkerInfo, check_heartbeat, live_workers, stale_workers, workers_key
 from ._inspect import JobInfo, JobPage
 from ._replies import AckResult, DequeueResult
-from ._steps import SCRIPT_LOADS, Block, Op, Sleep, Step, script_error
+from ._steps import Block, Call, Load, Op, Step, run_scripts
 from ._types import NACK_OUTCOMES, DeadJob, Job, NackOutcome, PendingJob, QueueStats
 from ._validate import Duration, Payload
 
@@ -48,40 +47,30 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
     """
 
     def _execute(self, step: Step) -> Any:
-        """Run one step: EVALSHA (on NOSCRIPT, after a restart, failover or SCRIPT FLUSH, load the
-        script and retry, SCRIPT_LOADS times at most), BLPOP on the wake list, or a client-side sleep."""
-        if isinstance(step, Sleep):
-            time.sleep(step.seconds)
-            return None
+        """Perform one step: EVALSHA, SCRIPT LOAD, BLPOP on the wake list, or a client-side sleep."""
+        if isinstance(step, Call):
+            return self._client.evalsha(step.script.sha, len(step.keys), *step.keys, *step.args)
+        if isinstance(step, Load):
+            return self._client.script_load(step.script.source)
         if isinstance(step, Block):
             return self._client.blpop([step.key], timeout=step.timeout)
-        call, client, loads = step, self._client, 0
-        while True:
-            try:
-                return client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-            except NoScriptError as exc:
-                if loads == SCRIPT_LOADS:
-                    raise script_error(call, self._core.name, exc) from exc
-            except ResponseError as exc:
-                raise script_error(call, self._core.name, exc) from exc
-            loads += 1
-            try:
-                client.script_load(call.script.source)
-            except ResponseError as exc:
-                raise script_error(call, self._core.name, exc) from exc
+        time.sleep(step.seconds)
+        return None
 
     def _drive(self, op: Op[T]) -> T:
-        # a failed step is thrown into the operation, which may still hold results it must not drop
-        # (a sharded dequeue's jobs claimed from earlier shards); most let it through unchanged
+        # every step goes through run_scripts (script loading, error mapping); a failed step is thrown
+        # into the operation, which may still hold results it must not drop (a sharded dequeue's jobs
+        # claimed from earlier shards); most let it through unchanged
+        steps = run_scripts(op, self._core.name)
         try:
-            call = next(op)
+            step = next(steps)
             while True:
                 try:
-                    reply = self._execute(call)
+                    reply = self._execute(step)
                 except Exception as exc:
-                    call = op.throw(exc)
+                    step = steps.throw(exc)
                 else:
-                    call = op.send(reply)
+                    step = steps.send(reply)
         except StopIteration as stop:
             result: T = stop.value
             return result
@@ -156,7 +145,7 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         waiting adds one per wake-up, about one a second, and one per WINDOW_STEP_S in
         the last BLOCK_MARGIN_S (110 ms) before a due time it watches.
         """
-        return self._drive(self._core.claim(batch, lock_ttl, (), wait, self._max_block)).jobs
+        return self._drive(self._core.dequeue(batch, lock_ttl, (), wait, self._max_block)).jobs
 
     def ack_and_dequeue(
         self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0
@@ -196,7 +185,7 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
 
         Cost: one round trip, O(log N + batch + len(done)).
         """
-        return self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
+        return self._drive(self._core.dequeue(batch, lock_ttl, done, wait, self._max_block))
 
     def ack_claims(self, jobs: Iterable[Job]) -> AckResult:
         """:meth:`ack_many`, saying which acks were refused (lock lost) or not tried.
