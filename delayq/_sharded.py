@@ -22,20 +22,7 @@ calls, at most one call per shard, driven by the same sync and async queues.
   id everywhere (as a sorted set orders its members), so the merges of peek and
   dead_letters and the order of a batch do not depend on which shard answered first.
 
-Key layout. Shard i of N of queue ``name`` keeps its keys under
-
-    <prefix>:{<name>:<i>:<k>}:shard-<i>-of-<N>:<role>     e.g. delayq:{emails:0:0}:shard-0-of-2:due
-
-where a plain queue's are ``<prefix>:{<name>}:<role>``. Prefix and name cannot hold a brace,
-so a key splits one way only into prefix, hash tag and what follows the tag. The tag
-``name:i:k`` alone could be a plain queue's name (``Queue(r, "emails:0:0")`` once shared every
-key with ``Queue(r, "emails", shards=2)``), and two shard counts of one name can pick the same
-tag (shard 0 of 2 and of 3 are often both ``emails:0:0``). The marker settles both: a plain
-queue's tag is followed by one of its seven role names, never by ``shard-...``, and the marker
-holds N, while the tag, read from its right end, holds the name and i. So no two distinct
-(prefix, name, shards) ever share a key (tests/test_sharded.py checks it with hypothesis).
-Sharded queues written before this layout (keys without the marker) are not found by it:
-drain them before upgrading.
+Where the shards live (their tags, the marker in their keys): see _shards.
 """
 
 from __future__ import annotations
@@ -43,17 +30,15 @@ from __future__ import annotations
 import heapq
 import logging
 import random
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TypeVar
-
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from ._core import QueueCore, chunks
 from ._inspect import JobInfo, JobPage
 from ._longpoll import long_poll, nap_pause
 from ._replies import AckResult, DequeueResult
+from ._shards import MAX_SHARDS, shard_index, shard_marker, shard_tags
 from ._steps import Op
 from ._types import DeadJob, Job, PendingJob, QueueStats
 from ._validate import (
@@ -72,41 +57,11 @@ from ._validate import (
     to_ms,
 )
 
-__all__ = ["MAX_SHARDS", "ShardedCore", "shard_marker", "shard_tags"]
+__all__ = ["ShardedCore"]
 
 T = TypeVar("T")
 
-MAX_SHARDS = 256
-"""Most shards one queue may have."""
-
 _log = logging.getLogger("delayq")
-
-
-def shard_tags(name: str, shards: int) -> list[str]:
-    """The hash tags of a queue's shards: shard i's slot lies in the i-th ``shards``-th of the slot space.
-
-    Args:
-        name: The queue's (validated) name.
-        shards: How many shards.
-
-    Returns:
-        ``shards`` distinct tags, each ``name:i:k`` for the smallest k that lands in range. A
-        tag is not a queue's identity (a plain queue may be named like it, another shard count
-        may pick it too): the keys also carry :func:`shard_marker`.
-    """
-    tags = []
-    for i in range(shards):
-        low, high = i * REDIS_CLUSTER_HASH_SLOTS // shards, (i + 1) * REDIS_CLUSTER_HASH_SLOTS // shards
-        k = 0
-        while not low <= key_slot(f"{name}:{i}:{k}".encode()) < high:
-            k += 1
-        tags.append(f"{name}:{i}:{k}")
-    return tags
-
-
-def shard_marker(index: int, shards: int) -> str:
-    """What follows shard ``index``'s tag in its keys: no plain queue's key has it, and it holds the shard count."""
-    return f"shard-{index}-of-{shards}"
 
 
 class ShardedCore:
@@ -148,13 +103,13 @@ class ShardedCore:
 
     def shard_of(self, job_id: str) -> QueueCore:
         """The shard that holds (or would hold) the job with this id."""
-        return self.shards[zlib.crc32(job_id.encode("utf-8")) % len(self.shards)]
+        return self.shards[shard_index(job_id, len(self.shards))]
 
     def _group(self, job_ids: Iterable[str]) -> dict[int, list[int]]:
         """Positions of the ids, by the index of their shard."""
         groups: dict[int, list[int]] = {}
         for position, job_id in enumerate(job_ids):
-            groups.setdefault(zlib.crc32(job_id.encode("utf-8")) % len(self.shards), []).append(position)
+            groups.setdefault(shard_index(job_id, len(self.shards)), []).append(position)
         return groups
 
     def _failed(self, index: int, exc: Exception) -> None:

@@ -19,7 +19,7 @@ import delayq
 import delayq.aio
 from delayq import JobInfo, QueueRef, QueueStats
 from delayq._discover import queue_pattern, queues_from_keys
-from delayq._sharded import shard_tags
+from delayq._shards import shard_tags
 from tests.helpers import Env, unique_name
 from tests.snapshots import snapshot
 

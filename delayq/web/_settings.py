@@ -19,7 +19,7 @@ import redis.connection
 from .._core import QueueCore
 from .._errors import DelayqError, InvalidArgument, InvalidType
 from .._inspect import QueueRef
-from .._sharded import MAX_SHARDS
+from .._shards import MAX_SHARDS
 from .._validate import MAX_BATCH, check_int, check_name
 from ._security import LOOPBACK_HOSTS, Auth, check_host_pattern
 
