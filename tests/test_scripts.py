@@ -18,8 +18,8 @@ from tests.helpers import unique_name
 
 # the README's ACL line gives exactly these
 ACL_COMMANDS = (
-    "+evalsha +script|load +time +hget +hmget +hset +hdel +zadd +zrem +zscore +zmscore "
-    "+zrange +zrangebyscore +zcount +zcard +hlen +exists +del +unlink +lpush +ltrim +blpop +pexpire"
+    "+evalsha +script|load +time +hget +hmget +hset +hdel +zadd +zrem +zscore +zmscore +zrange +zrangebyscore "
+    "+zremrangebyscore +zremrangebyrank +zcount +zcard +hlen +exists +del +unlink +lpush +ltrim +blpop +pexpire"
 )
 LUA = Path(__file__).resolve().parent.parent / "lua"
 
@@ -78,8 +78,9 @@ FRAGMENTS = {
     "wake": "rcall('LPUSH', wake_key",
     "wake_before": "rcall('ZRANGEBYSCORE', waiters_key, '(' ..",
     "drop_idle": "rcall('DEL', lease_key)",
-    "holds": "rcall('HGET', meta_key, id) ==",
+    "holds": "rcall('ZMSCORE', claims_key, call,",
     "acks": "rcall('ZMSCORE', lease_key",
+    "register": "rcall('ZREMRANGEBYSCORE', claims_key",
 }
 _FRAGMENT = re.compile(r"^-- shared fragment: (\w+)\n(.*?)^-- end of shared fragment$", flags=re.M | re.S)
 
@@ -172,21 +173,25 @@ def test_scripts_touch_only_the_queues_keys(redis_url: str) -> None:
         admin.close()
 
 
-def test_lease_and_meta_stay_in_fast_encodings_and_vanish_when_idle(redis_url: str) -> None:
+def test_a_claim_writes_only_leases_and_nothing_stays_when_idle(redis_url: str) -> None:
     """A small lease set would be a listpack (O(n) inserts); the sentinel keeps it a skiplist,
-    and the worker loop never empties it. With no job in flight, neither key is left behind."""
+    and the worker loop never empties it. A first claim writes no `meta` (only a claim used
+    up does), one registry entry a call, and an acked call's entry goes with its last job. With
+    no job in flight, neither lease nor registry is left behind."""
     client = redis.Redis.from_url(redis_url)
     q = delayq.Queue(client, unique_name("enc"))
     keys = q._core.keys  # type: ignore[union-attr]
     q.enqueue_many([b"x"] * 30)
     jobs = q.dequeue(10)
     assert client.object("encoding", keys["lease"]) == b"skiplist"
-    assert client.object("encoding", keys["meta"]) == b"hashtable"
+    assert client.exists(keys["meta"]) == 0
+    assert client.zcard(keys["claims"]) == 1
     acked, jobs = q.ack_and_dequeue(jobs, 10)
     assert acked == 10
     assert client.object("encoding", keys["lease"]) == b"skiplist"
+    assert client.zcard(keys["claims"]) == 1, "the acked call's entry went, the new call's came"
     assert q.stats() == delayq.QueueStats(ready=10, delayed=0, in_flight=10, dead=0)
     q.ack_many(jobs)
-    assert client.exists(keys["lease"], keys["meta"]) == 0
+    assert client.exists(keys["lease"], keys["meta"], keys["claims"]) == 0
     assert q.purge() == 10
     client.close()
