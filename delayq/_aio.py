@@ -12,12 +12,11 @@ from typing import Any, TypeVar
 
 import redis.asyncio
 import redis.asyncio.cluster
-from redis.exceptions import NoScriptError, ResponseError
 
 from ._base import QueueBase
 from ._inspect import JobInfo, JobPage
 from ._replies import AckResult, DequeueResult
-from ._steps import SCRIPT_LOADS, Block, Op, Sleep, Step, script_error
+from ._steps import Block, Call, Load, Op, Step, run_scripts
 from ._types import DeadJob, Job, PendingJob, QueueStats
 from ._validate import Duration, Payload
 
@@ -42,39 +41,28 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
     """
 
     async def _execute(self, step: Step) -> Any:
-        """Run one step: EVALSHA (on NOSCRIPT, after a restart, failover or SCRIPT FLUSH, load the
-        script and retry, SCRIPT_LOADS times at most), BLPOP on the wake list, or a client-side sleep."""
-        if isinstance(step, Sleep):
-            await asyncio.sleep(step.seconds)
-            return None
+        """Perform one step: EVALSHA, SCRIPT LOAD, BLPOP on the wake list, or a client-side sleep."""
+        if isinstance(step, Call):
+            return await self._client.evalsha(step.script.sha, len(step.keys), *step.keys, *step.args)
+        if isinstance(step, Load):
+            return await self._client.script_load(step.script.source)
         if isinstance(step, Block):
             return await self._client.blpop([step.key], timeout=step.timeout)
-        call, client, loads = step, self._client, 0
-        while True:
-            try:
-                return await client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-            except NoScriptError as exc:
-                if loads == SCRIPT_LOADS:
-                    raise script_error(call, self._core.name, exc) from exc
-            except ResponseError as exc:
-                raise script_error(call, self._core.name, exc) from exc
-            loads += 1
-            try:
-                await client.script_load(call.script.source)
-            except ResponseError as exc:
-                raise script_error(call, self._core.name, exc) from exc
+        await asyncio.sleep(step.seconds)
+        return None
 
     async def _drive(self, op: Op[T]) -> T:
-        # a failed step is thrown into the operation: see delayq.Queue._drive
+        # see delayq.Queue._drive
+        steps = run_scripts(op, self._core.name)
         try:
-            call = next(op)
+            step = next(steps)
             while True:
                 try:
-                    reply = await self._execute(call)
+                    reply = await self._execute(step)
                 except Exception as exc:
-                    call = op.throw(exc)
+                    step = steps.throw(exc)
                 else:
-                    call = op.send(reply)
+                    step = steps.send(reply)
         except StopIteration as stop:
             result: T = stop.value
             return result
@@ -93,7 +81,7 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
 
     async def dequeue(self, batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0) -> list[Job]:
         """See :meth:`delayq.Queue.dequeue`."""
-        return (await self._drive(self._core.claim(batch, lock_ttl, (), wait, self._max_block))).jobs
+        return (await self._drive(self._core.dequeue(batch, lock_ttl, (), wait, self._max_block))).jobs
 
     async def ack_and_dequeue(
         self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0
@@ -104,7 +92,7 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
 
     async def _ack_and_claim(self, done: Iterable[Job], batch: int, lock_ttl: Duration, wait: Duration) -> DequeueResult:
         """ack_and_dequeue with everything the call reports (which acks were refused), for the workers."""
-        return await self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
+        return await self._drive(self._core.dequeue(batch, lock_ttl, done, wait, self._max_block))
 
     async def _ack_claims(self, jobs: Iterable[Job]) -> AckResult:
         """ack_many, saying which acks were refused (lock lost), for the workers."""

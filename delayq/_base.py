@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Generic, TypeVar
 
 from ._core import QueueCore
-from ._sharded import MAX_SHARDS, ShardedCore
+from ._sharded import ShardedCore
+from ._shards import MAX_SHARDS
 from ._validate import DEFAULT_MAX_ATTEMPTS, check_client, check_int
 
 __all__ = ["QueueBase", "make_core"]

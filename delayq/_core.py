@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from ._errors import InvalidArgument, InvalidType
+from ._errors import InvalidArgument
 from ._inspect import JobInfo, JobPage
-from ._longpoll import BLOCK_MARGIN_S, MAX_WAIT_S, WAIT_SLICE_S, WINDOW_STEP_S, long_poll
+from ._longpoll import BLOCK_MARGIN_S, MAX_WAIT_S, WAIT_SLICE_S, long_poll, waiter_pause
 from ._replies import AckResult, DequeueResult, as_bytes, as_text, claim_pairs, parse_dequeue, refusals
 from ._scripts import SCRIPTS
-from ._steps import SCRIPT_KEYS, Block, Call, Op, Sleep, Step
+from ._steps import SCRIPT_KEYS, Call, Op
 from ._types import DeadJob, Job, PendingJob, QueueStats
 from ._validate import (
     DEFAULT_MAX_ATTEMPTS,
@@ -30,9 +30,13 @@ from ._validate import (
     Duration,
     Payload,
     check_claim,
+    check_claims,
+    check_error,
     check_id,
+    check_ids,
     check_int,
     check_name,
+    check_page,
     check_payload,
     check_state,
     check_when,
@@ -130,88 +134,46 @@ class QueueCore:
     # -- claim and settle
 
     def dequeue(
+        self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), wait: Duration = 0, max_block: float | None = None
+    ) -> Op[DequeueResult]:
+        """Ack ``done`` and claim up to ``batch`` jobs; with ``wait`` > 0, long-poll until jobs come or
+        the wait ends (how a waiter waits: see _longpoll.waiter_pause); see Queue.dequeue.
+
+        ``max_block`` bounds each BLPOP (below the client's socket timeout).
+        """
+        waiter = secrets.token_hex(8) if to_ms(wait, "wait", minimum_ms=0, maximum_s=MAX_WAIT_S) > 0 else ""
+
+        def dequeue(acks: Iterable[Job], remaining: float) -> Op[DequeueResult]:
+            back_ms = int(min(remaining, WAIT_SLICE_S) * 1000)
+            return self.dequeue_once(batch, lock_ttl, acks, waiter, back_ms)
+
+        return (yield from long_poll(dequeue, done, wait, waiter_pause(self.keys["wake"], max_block)))
+
+    def dequeue_once(
         self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), waiter: str = "", back_ms: int = 0
     ) -> Op[DequeueResult]:
-        """Validate, then ack ``done`` and claim up to ``batch`` jobs in one call; see Queue.dequeue.
+        """Validate, then ack ``done`` and claim up to ``batch`` jobs in one call, without waiting.
 
         ``waiter`` (a long-poll's id, "" for none) and ``back_ms`` (0 = leaving) register the
-        caller as a waiter when it claims nothing: see claim and lua/dequeue.lua.
+        caller as a waiter when it claims nothing: see dequeue and lua/dequeue.lua.
         """
         check_int(batch, "batch", 1, MAX_BATCH)
         ttl = to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)
-        acks = self.unique_claims(done)
+        acks = check_claims(done)
         token = secrets.token_hex(8)
         args: list[bytes | str | int] = [batch, ttl, token, self.max_attempts or 0, self._now(), len(acks)]
         reply = yield self._call("dequeue", *args, *claim_pairs(acks), waiter, back_ms, int(BLOCK_MARGIN_S * 1000))
         return parse_dequeue(reply, ttl, token, acks)
 
-    def claim(
-        self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), wait: Duration = 0, max_block: float | None = None
-    ) -> Op[DequeueResult]:
-        """Dequeue, and with ``wait`` > 0, long-poll until jobs come or the wait ends; see Queue.dequeue.
-
-        A waiter that claims nothing is told the time to watch (the queue's next due time or
-        lock expiry) if no other waiter is due back before it, or if it is nearer than
-        BLOCK_MARGIN_S; otherwise it is told nothing. It blocks on the wake list (BLPOP: one
-        token wakes one waiter) until BLOCK_MARGIN_S before the time it watches, then checks
-        every WINDOW_STEP_S; with nothing to watch it blocks for a token, WAIT_SLICE_S at
-        most. The scripts push a token whenever the next claimable time moves earlier than
-        every waiter's return (see lua/dequeue.lua). So, however many consumers wait, one is
-        back within WINDOW_STEP_S plus a round trip of any job becoming claimable (within
-        WAIT_SLICE_S if the consumer watching for it died).
-        """
-        waiter = secrets.token_hex(8) if to_ms(wait, "wait", minimum_ms=0, maximum_s=MAX_WAIT_S) > 0 else ""
-        wake = self.keys["wake"]
-
-        def block(seconds: float) -> Step:
-            # BLPOP timeout 0 would block for ever, and the server rounds to ms: a short wait sleeps
-            if seconds < 0.01:
-                return Sleep(max(seconds, 0.0))
-            return Block(wake, seconds if max_block is None else min(seconds, max_block))
-
-        def pause(result: DequeueResult, remaining: float) -> Step | None:
-            if result.next_ms is None:  # another waiter watches: wait for a token
-                slice_s = min(remaining, WAIT_SLICE_S)
-                return block(slice_s - BLOCK_MARGIN_S) if slice_s > BLOCK_MARGIN_S else Sleep(slice_s)
-            until_due = min(remaining, (result.next_ms - result.now_ms) / 1000)
-            if until_due <= 0:
-                return None
-            if until_due > BLOCK_MARGIN_S + WINDOW_STEP_S:
-                return block(until_due - BLOCK_MARGIN_S)
-            return Sleep(min(until_due, WINDOW_STEP_S))
-
-        def dequeue(acks: Iterable[Job], remaining: float) -> Op[DequeueResult]:
-            back_ms = int(min(remaining, WAIT_SLICE_S) * 1000)
-            return self.dequeue(batch, lock_ttl, acks, waiter, back_ms)
-
-        return (yield from long_poll(dequeue, done, wait, pause))
-
-    def unique_claims(self, jobs: Iterable[Job]) -> list[Job]:
-        """The jobs, each checked, once per claim (a job given twice counts once), at most MAX_BATCH.
-
-        Raises:
-            InvalidType: ``jobs`` is not an iterable of Job.
-            InvalidArgument: More than MAX_BATCH claims.
-        """
-        if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
-            raise InvalidType(f"expected an iterable of Job, got {jobs!r:.80}")
-        seen: dict[tuple[str, str], Job] = {}
-        for job in jobs:
-            check_claim(job)
-            seen.setdefault((job.id, job.token), job)
-        if len(seen) > MAX_BATCH:
-            raise InvalidArgument(f"at most {MAX_BATCH} jobs can be acked in one call, got {len(seen)}")
-        return list(seen.values())
-
     def ack_claims(self, jobs: Iterable[Job]) -> Op[AckResult]:
         """Validate, then ack in one call; says which acks were refused (lock lost)."""
-        acks = self.unique_claims(jobs)
+        acks = check_claims(jobs)
         refused, gone = yield from self._ack(acks)
         return AckResult(len(acks) - len(refused), refused, [], gone)
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Validate, then ack in one call; see Queue.ack_many."""
-        acks = self.unique_claims(jobs)
+        acks = check_claims(jobs)
         refused, _ = yield from self._ack(acks)
         return len(acks) - len(refused)
 
@@ -229,14 +191,7 @@ class QueueCore:
 
     def nack(self, job: Job, delay: Duration = 0, error: str | None = None) -> Op[int]:
         """Give a job back; returns 0 (lock lost), 1 (due again) or 2 (dead-lettered). See Queue.nack."""
-        check_claim(job)
-        delay_ms = to_ms(delay, "delay", minimum_ms=0, maximum_s=MAX_DELAY_S)
-        if error is not None and not isinstance(error, str):
-            raise InvalidType(f"error must be a str or None, got {error!r:.80}")
-        text = "" if error is None else error
-        utf8(text, "error")
-        reply = yield self._call("nack", job.id, job.token, delay_ms, self.max_attempts or 0, text, self._now())
-        return int(reply)
+        return (yield from self.nack_limited(job, delay, error, max_attempts=self.max_attempts))
 
     def release(self, job: Job) -> Op[bool]:
         """Give a job back unfinished, its attempt undone; False if the lock was lost. See Queue.release."""
@@ -311,9 +266,7 @@ class QueueCore:
                 if moved == 0:
                     return total
                 total += moved
-        if isinstance(ids, str) or not isinstance(ids, Iterable):
-            raise InvalidType(f"ids must be an iterable of str, got {ids!r:.80}")
-        wanted = list(dict.fromkeys(check_id(i) for i in ids))
+        wanted = check_ids(ids)
         total = 0
         for chunk in chunks(wanted, MAX_BATCH):
             total += int((yield self._call("redrive", MAX_BATCH, self._now(), *chunk)))
@@ -335,10 +288,7 @@ class QueueCore:
 
     def list_jobs(self, state: str, offset: int, limit: int, preview: int) -> Op[JobPage]:
         """See Queue.list_jobs."""
-        checked = check_state(state)
-        check_int(offset, "offset", 0, 2**53)
-        check_int(limit, "limit", 0, MAX_BATCH)
-        check_int(preview, "preview", 0, MAX_PAYLOAD_BYTES)
+        checked = check_page(state, offset, limit, preview)
         reply = yield self._call("jobs", checked, offset, limit, preview, self._now())
         now_ms = int(reply[0])
         jobs = [
@@ -387,10 +337,7 @@ class QueueCore:
         check_claim(job)
         limit = 0 if max_attempts is None else check_int(max_attempts, "max_attempts", 1, 2**31)
         delay_ms = to_ms(delay, "delay", minimum_ms=0, maximum_s=MAX_DELAY_S)
-        if error is not None and not isinstance(error, str):
-            raise InvalidType(f"error must be a str or None, got {error!r:.80}")
-        text = "" if error is None else error
-        utf8(text, "error")
+        text = check_error(error)
         return int((yield self._call("nack", job.id, job.token, delay_ms, limit, text, self._now())))
 
     def schedule(

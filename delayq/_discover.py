@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 from ._inspect import QueueRef
-from ._sharded import MAX_SHARDS
+from ._shards import MAX_SHARDS
 from ._validate import MAX_NAME_LENGTH, check_int, check_name
 
 __all__ = ["ROLES", "ROLE_TYPES", "afind_queues", "find_queues", "queue_pattern", "queues_from_keys"]

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
+from typing import Union
 
 from ._replies import DequeueResult
-from ._steps import Op, Step
+from ._steps import Block, Op, Sleep, Step
 from ._types import Job
 from ._validate import Duration, to_ms
 
-__all__ = ["BLOCK_MARGIN_S", "MAX_WAIT_S", "SHARDED_NAP_S", "WAIT_SLICE_S", "WINDOW_STEP_S", "long_poll"]
+__all__ = [
+    "BLOCK_MARGIN_S",
+    "MAX_WAIT_S",
+    "SHARDED_NAP_S",
+    "WAIT_SLICE_S",
+    "WINDOW_STEP_S",
+    "Pause",
+    "long_poll",
+    "nap_pause",
+    "waiter_pause",
+]
 
 MAX_WAIT_S = 3600.0
 """Longest long-poll wait of one dequeue, in seconds."""
@@ -26,12 +38,59 @@ the one watching the next due time delays that job by this much at most."""
 SHARDED_NAP_S = 0.05
 """A sharded queue cannot BLPOP keys in several slots at once: its long-poll naps at most this long."""
 
+Pause = Callable[[DequeueResult, float], Union[Step, None]]
+"""What a long-poll does after a dequeue that claimed nothing: given that dequeue's result and the
+seconds left of the wait, the step to take before the next one (None: dequeue again at once)."""
+
+
+def waiter_pause(wake: str, max_block: float | None) -> Pause:
+    """How a single-tag queue's waiter waits, blocking on its ``wake`` list (each BLPOP at most ``max_block``).
+
+    A waiter that claims nothing is told the time to watch (the queue's next due time or
+    lock expiry) if no other waiter is due back before it, or if it is nearer than
+    BLOCK_MARGIN_S; otherwise it is told nothing. It blocks on the wake list (BLPOP: one
+    token wakes one waiter) until BLOCK_MARGIN_S before the time it watches, then checks
+    every WINDOW_STEP_S; with nothing to watch it blocks for a token, WAIT_SLICE_S at
+    most. The scripts push a token whenever the next claimable time moves earlier than
+    every waiter's return (see lua/dequeue.lua). So, however many consumers wait, one is
+    back within WINDOW_STEP_S plus a round trip of any job becoming claimable (within
+    WAIT_SLICE_S if the consumer watching for it died).
+    """
+
+    def block(seconds: float) -> Step:
+        # BLPOP timeout 0 would block for ever, and the server rounds to ms: a short wait sleeps
+        if seconds < 0.01:
+            return Sleep(max(seconds, 0.0))
+        return Block(wake, seconds if max_block is None else min(seconds, max_block))
+
+    def pause(result: DequeueResult, remaining: float) -> Step | None:
+        if result.next_ms is None:  # another waiter watches: wait for a token
+            slice_s = min(remaining, WAIT_SLICE_S)
+            return block(slice_s - BLOCK_MARGIN_S) if slice_s > BLOCK_MARGIN_S else Sleep(slice_s)
+        until_due = min(remaining, (result.next_ms - result.now_ms) / 1000)
+        if until_due <= 0:
+            return None
+        if until_due > BLOCK_MARGIN_S + WINDOW_STEP_S:
+            return block(until_due - BLOCK_MARGIN_S)
+        return Sleep(min(until_due, WINDOW_STEP_S))
+
+    return pause
+
+
+def nap_pause(result: DequeueResult, remaining: float) -> Step | None:
+    """How a sharded queue waits: BLPOP cannot wait on keys in several slots, so it naps until the
+    next due time the shards reported, SHARDED_NAP_S at most: it is back within that of any job
+    becoming claimable, and registers as no shard's waiter."""
+    until_due = math.inf if result.next_ms is None else (result.next_ms - result.now_ms) / 1000
+    nap = min(remaining, until_due, SHARDED_NAP_S)
+    return Sleep(nap) if nap > 0 else None
+
 
 def long_poll(
     dequeue: Callable[[Iterable[Job], float], Op[DequeueResult]],
     done: Iterable[Job],
     wait: Duration,
-    pause: Callable[[DequeueResult, float], Step | None],
+    pause: Pause,
 ) -> Op[DequeueResult]:
     """Dequeue (acking ``done``) and, while nothing comes and ``wait`` lasts, pause and retry.
 

@@ -22,41 +22,24 @@ calls, at most one call per shard, driven by the same sync and async queues.
   id everywhere (as a sorted set orders its members), so the merges of peek and
   dead_letters and the order of a batch do not depend on which shard answered first.
 
-Key layout. Shard i of N of queue ``name`` keeps its keys under
-
-    <prefix>:{<name>:<i>:<k>}:shard-<i>-of-<N>:<role>     e.g. delayq:{emails:0:0}:shard-0-of-2:due
-
-where a plain queue's are ``<prefix>:{<name>}:<role>``. Prefix and name cannot hold a brace,
-so a key splits one way only into prefix, hash tag and what follows the tag. The tag
-``name:i:k`` alone could be a plain queue's name (``Queue(r, "emails:0:0")`` once shared every
-key with ``Queue(r, "emails", shards=2)``), and two shard counts of one name can pick the same
-tag (shard 0 of 2 and of 3 are often both ``emails:0:0``). The marker settles both: a plain
-queue's tag is followed by one of its seven role names, never by ``shard-...``, and the marker
-holds N, while the tag, read from its right end, holds the name and i. So no two distinct
-(prefix, name, shards) ever share a key (tests/test_sharded.py checks it with hypothesis).
-Sharded queues written before this layout (keys without the marker) are not found by it:
-drain them before upgrading.
+Where the shards live (their tags, the marker in their keys): see _shards.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
-import math
 import random
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
-
 from ._core import QueueCore, chunks
-from ._errors import InvalidType
 from ._inspect import JobInfo, JobPage
-from ._longpoll import SHARDED_NAP_S, long_poll
+from ._longpoll import long_poll, nap_pause
 from ._replies import AckResult, DequeueResult
-from ._steps import Op, Sleep, Step
+from ._shards import MAX_SHARDS, shard_index, shard_marker, shard_tags
+from ._steps import Op
 from ._types import DeadJob, Job, PendingJob, QueueStats
 from ._validate import (
     DEFAULT_MAX_ATTEMPTS,
@@ -65,48 +48,20 @@ from ._validate import (
     Duration,
     Payload,
     check_claim,
+    check_claims,
     check_id,
+    check_ids,
     check_int,
-    check_state,
+    check_page,
     prepare_enqueue,
     to_ms,
 )
 
-__all__ = ["MAX_SHARDS", "ShardedCore", "shard_marker", "shard_tags"]
+__all__ = ["ShardedCore"]
 
 T = TypeVar("T")
 
-MAX_SHARDS = 256
-"""Most shards one queue may have."""
-
 _log = logging.getLogger("delayq")
-
-
-def shard_tags(name: str, shards: int) -> list[str]:
-    """The hash tags of a queue's shards: shard i's slot lies in the i-th ``shards``-th of the slot space.
-
-    Args:
-        name: The queue's (validated) name.
-        shards: How many shards.
-
-    Returns:
-        ``shards`` distinct tags, each ``name:i:k`` for the smallest k that lands in range. A
-        tag is not a queue's identity (a plain queue may be named like it, another shard count
-        may pick it too): the keys also carry :func:`shard_marker`.
-    """
-    tags = []
-    for i in range(shards):
-        low, high = i * REDIS_CLUSTER_HASH_SLOTS // shards, (i + 1) * REDIS_CLUSTER_HASH_SLOTS // shards
-        k = 0
-        while not low <= key_slot(f"{name}:{i}:{k}".encode()) < high:
-            k += 1
-        tags.append(f"{name}:{i}:{k}")
-    return tags
-
-
-def shard_marker(index: int, shards: int) -> str:
-    """What follows shard ``index``'s tag in its keys: no plain queue's key has it, and it holds the shard count."""
-    return f"shard-{index}-of-{shards}"
 
 
 class ShardedCore:
@@ -148,13 +103,13 @@ class ShardedCore:
 
     def shard_of(self, job_id: str) -> QueueCore:
         """The shard that holds (or would hold) the job with this id."""
-        return self.shards[zlib.crc32(job_id.encode("utf-8")) % len(self.shards)]
+        return self.shards[shard_index(job_id, len(self.shards))]
 
     def _group(self, job_ids: Iterable[str]) -> dict[int, list[int]]:
         """Positions of the ids, by the index of their shard."""
         groups: dict[int, list[int]] = {}
         for position, job_id in enumerate(job_ids):
-            groups.setdefault(zlib.crc32(job_id.encode("utf-8")) % len(self.shards), []).append(position)
+            groups.setdefault(shard_index(job_id, len(self.shards)), []).append(position)
         return groups
 
     def _failed(self, index: int, exc: Exception) -> None:
@@ -170,14 +125,6 @@ class ShardedCore:
     def _rotation(self) -> list[int]:
         self._start = (self._start + 1) % len(self.shards)
         return [(self._start + k) % len(self.shards) for k in range(len(self.shards))]
-
-    def _jobs(self, jobs: Iterable[Job]) -> list[Job]:
-        """The jobs as a list, each checked (and at most MAX_BATCH) before anything is sent."""
-        if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
-            raise InvalidType(f"expected an iterable of Job, got {jobs!r:.80}")
-        listed = list(jobs)
-        self.shards[0].unique_claims(listed)
-        return listed
 
     # -- enqueue
 
@@ -203,7 +150,7 @@ class ShardedCore:
 
     # -- claim and settle
 
-    def dequeue(self, batch: int, lock_ttl: Duration, done: Iterable[Job] = ()) -> Op[DequeueResult]:
+    def dequeue_once(self, batch: int, lock_ttl: Duration, done: Iterable[Job] = ()) -> Op[DequeueResult]:
         """Ack ``done`` on their shards and claim up to ``batch`` jobs, one call per shard at most.
 
         A shard whose call fails is skipped and the others are still asked. If they claimed jobs
@@ -213,7 +160,7 @@ class ShardedCore:
         """
         check_int(batch, "batch", 1, MAX_BATCH)
         to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)  # now every exception below is a call's
-        finished = self._jobs(done)
+        finished = check_claims(done)
         acks: dict[int, list[Job]] = {
             index: [finished[p] for p in positions] for index, positions in self._group(j.id for j in finished).items()
         }
@@ -230,7 +177,7 @@ class ShardedCore:
             missing = batch - len(jobs)
             try:
                 if missing > 0:
-                    part = yield from shard.dequeue(missing, lock_ttl, mine)
+                    part = yield from shard.dequeue_once(missing, lock_ttl, mine)
                 elif mine:
                     settled = yield from shard.ack_claims(mine)
                     part = DequeueResult(0, None, settled.acked, 0, [], settled.refused, [], settled.gone)
@@ -238,7 +185,7 @@ class ShardedCore:
                     continue
             except Exception as exc:
                 failure = failure or exc
-                unapplied += shard.unique_claims(mine)
+                unapplied += mine
                 self._failed(index, exc)
                 continue
             self._answered(index)
@@ -255,19 +202,11 @@ class ShardedCore:
         jobs.sort(key=lambda job: (job.due_ms, job.id))  # due order within the batch, ties by id as in a shard
         return DequeueResult(now_ms, next_ms if len(jobs) < batch else None, acked, dead, jobs, refused, unapplied, gone)
 
-    def claim(
+    def dequeue(
         self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), wait: Duration = 0, max_block: float | None = None
     ) -> Op[DequeueResult]:
-        """Dequeue, and with ``wait`` > 0 long-poll: BLPOP cannot wait on keys in several slots, so a
-        sharded queue naps until the next due time the shards reported, SHARDED_NAP_S at most: it
-        is back within that of any job becoming claimable, and registers as no shard's waiter."""
-
-        def pause(result: DequeueResult, remaining: float) -> Step | None:
-            until_due = math.inf if result.next_ms is None else (result.next_ms - result.now_ms) / 1000
-            nap = min(remaining, until_due, SHARDED_NAP_S)
-            return Sleep(nap) if nap > 0 else None
-
-        return (yield from long_poll(lambda acks, _remaining: self.dequeue(batch, lock_ttl, acks), done, wait, pause))
+        """Dequeue once, and with ``wait`` > 0 long-poll, napping between rounds (see _longpoll.nap_pause)."""
+        return (yield from long_poll(lambda acks, _remaining: self.dequeue_once(batch, lock_ttl, acks), done, wait, nap_pause))
 
     def ack_claims(self, jobs: Iterable[Job]) -> Op[AckResult]:
         """Ack on each job's shard, one call per shard; says which acks were refused (lock lost).
@@ -275,7 +214,7 @@ class ShardedCore:
         As for dequeue, a shard whose call fails is skipped: if other shards applied acks, the
         result is returned with that shard's jobs in ``unapplied``, else the first failure is raised.
         """
-        listed = self._jobs(jobs)
+        listed = check_claims(jobs)
         acked, refused, unapplied, gone = 0, [], [], []
         failure: Exception | None = None
         for index, positions in self._group(j.id for j in listed).items():
@@ -284,7 +223,7 @@ class ShardedCore:
                 part = yield from self.shards[index].ack_claims(mine)
             except Exception as exc:
                 failure = failure or exc
-                unapplied += self.shards[index].unique_claims(mine)
+                unapplied += mine
                 self._failed(index, exc)
                 continue
             self._answered(index)
@@ -297,7 +236,7 @@ class ShardedCore:
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Ack on each job's shard, one call per shard; see Queue.ack_many."""
-        listed = self._jobs(jobs)
+        listed = check_claims(jobs)
         total = 0
         for index, positions in self._group(j.id for j in listed).items():
             total += yield from self.shards[index].ack_many([listed[p] for p in positions])
@@ -365,9 +304,7 @@ class ShardedCore:
 
     def redrive(self, ids: Iterable[str] | None) -> Op[int]:
         """See Queue.redrive."""
-        if ids is not None and (isinstance(ids, str) or not isinstance(ids, Iterable)):
-            raise InvalidType(f"ids must be an iterable of str, got {ids!r:.80}")
-        wanted = None if ids is None else list(dict.fromkeys(check_id(i) for i in ids))
+        wanted = None if ids is None else check_ids(ids)
         total = 0
         if wanted is None:
             for shard in self.shards:
@@ -386,9 +323,7 @@ class ShardedCore:
 
     def list_jobs(self, state: str, offset: int, limit: int, preview: int) -> Op[JobPage]:
         """See Queue.list_jobs: the shards' pages one after the other, one call per shard."""
-        checked = check_state(state)
-        check_int(offset, "offset", 0, 2**53)
-        check_int(limit, "limit", 0, MAX_BATCH)
+        checked = check_page(state, offset, limit, preview)
         jobs: list[JobInfo] = []
         total = now_ms = 0
         for shard in self.shards:

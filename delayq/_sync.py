@@ -1,4 +1,8 @@
-"""The synchronous queue: drives the core's operations over a redis-py client."""
+"""The synchronous queue (``delayq.Queue``): drives the core's operations over a redis-py client.
+
+Here: the driver and the calls of producers and consumers (enqueue, dequeue, ack, nack, release,
+extend); the calls that look at and steer a queue are in _sync_manage.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import redis
-from redis.exceptions import NoScriptError, ResponseError
 
 from ._base import QueueBase
-from ._inspect import JobInfo, JobPage
 from ._replies import AckResult, DequeueResult
-from ._steps import SCRIPT_LOADS, Block, Op, Sleep, Step, script_error
-from ._types import DeadJob, Job, PendingJob, QueueStats
+from ._steps import Block, Call, Load, Op, Step, run_scripts
+from ._sync_manage import ManageCalls
+from ._types import Job
 from ._validate import Duration, Payload
 
 __all__ = ["Queue"]
@@ -22,7 +25,7 @@ __all__ = ["Queue"]
 T = TypeVar("T")
 
 
-class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
+class Queue(ManageCalls, QueueBase[redis.Redis | redis.RedisCluster]):
     """A delayed-job queue stored in Redis under the hash tag ``{name}``.
 
     Args:
@@ -47,40 +50,30 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
     """
 
     def _execute(self, step: Step) -> Any:
-        """Run one step: EVALSHA (on NOSCRIPT, after a restart, failover or SCRIPT FLUSH, load the
-        script and retry, SCRIPT_LOADS times at most), BLPOP on the wake list, or a client-side sleep."""
-        if isinstance(step, Sleep):
-            time.sleep(step.seconds)
-            return None
+        """Perform one step: EVALSHA, SCRIPT LOAD, BLPOP on the wake list, or a client-side sleep."""
+        if isinstance(step, Call):
+            return self._client.evalsha(step.script.sha, len(step.keys), *step.keys, *step.args)
+        if isinstance(step, Load):
+            return self._client.script_load(step.script.source)
         if isinstance(step, Block):
             return self._client.blpop([step.key], timeout=step.timeout)
-        call, client, loads = step, self._client, 0
-        while True:
-            try:
-                return client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-            except NoScriptError as exc:
-                if loads == SCRIPT_LOADS:
-                    raise script_error(call, self._core.name, exc) from exc
-            except ResponseError as exc:
-                raise script_error(call, self._core.name, exc) from exc
-            loads += 1
-            try:
-                client.script_load(call.script.source)
-            except ResponseError as exc:
-                raise script_error(call, self._core.name, exc) from exc
+        time.sleep(step.seconds)
+        return None
 
     def _drive(self, op: Op[T]) -> T:
-        # a failed step is thrown into the operation, which may still hold results it must not drop
-        # (a sharded dequeue's jobs claimed from earlier shards); most let it through unchanged
+        # every step goes through run_scripts (script loading, error mapping); a failed step is thrown
+        # into the operation, which may still hold results it must not drop (a sharded dequeue's jobs
+        # claimed from earlier shards); most let it through unchanged
+        steps = run_scripts(op, self._core.name)
         try:
-            call = next(op)
+            step = next(steps)
             while True:
                 try:
-                    reply = self._execute(call)
+                    reply = self._execute(step)
                 except Exception as exc:
-                    call = op.throw(exc)
+                    step = steps.throw(exc)
                 else:
-                    call = op.send(reply)
+                    step = steps.send(reply)
         except StopIteration as stop:
             result: T = stop.value
             return result
@@ -155,7 +148,7 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         waiting adds one per wake-up, about one a second, and one per WINDOW_STEP_S in
         the last BLOCK_MARGIN_S (110 ms) before a due time it watches.
         """
-        return self._drive(self._core.claim(batch, lock_ttl, (), wait, self._max_block)).jobs
+        return self._drive(self._core.dequeue(batch, lock_ttl, (), wait, self._max_block)).jobs
 
     def ack_and_dequeue(
         self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0
@@ -181,7 +174,7 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
 
     def _ack_and_claim(self, done: Iterable[Job], batch: int, lock_ttl: Duration, wait: Duration) -> DequeueResult:
         """ack_and_dequeue with everything the call reports (which acks were refused), for the workers."""
-        return self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
+        return self._drive(self._core.dequeue(batch, lock_ttl, done, wait, self._max_block))
 
     def _ack_claims(self, jobs: Iterable[Job]) -> AckResult:
         """ack_many, saying which acks were refused (lock lost), for the workers."""
@@ -287,171 +280,3 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         Cost: one round trip, O(log L).
         """
         return self._drive(self._core.extend(job, lock_ttl)) is not None
-
-    def cancel(self, job_id: str) -> bool:
-        """Delete a job in any state, with all its data.
-
-        Args:
-            job_id: The job's id.
-
-        Returns:
-            True if the job was there. A consumer holding it then finds its lock lost.
-
-        Raises:
-            InvalidType, InvalidArgument: A bad id.
-
-        Cost: one round trip, O(log N).
-        """
-        return self._drive(self._core.cancel(job_id))
-
-    def reschedule(self, job_id: str, *, delay: Duration = 0, at: datetime | None = None) -> bool:
-        """Change the due time of a waiting job (not one held by a live lock, not a dead one).
-
-        Args:
-            job_id: The job's id.
-            delay: New delay from now, as for :meth:`enqueue`.
-            at: Or a new absolute time.
-
-        Returns:
-            True if rescheduled; False if the job is absent, in flight or dead.
-
-        Raises:
-            InvalidType, InvalidArgument: A bad id, delay or at.
-
-        Cost: one round trip, O(log N).
-        """
-        return self._drive(self._core.reschedule(job_id, delay=delay, at=at))
-
-    def peek(self, limit: int = 10) -> list[PendingJob]:
-        """Look at the next waiting jobs (ready or delayed), earliest first, without claiming them.
-
-        Args:
-            limit: 1 to 1000.
-
-        Returns:
-            Up to ``limit`` jobs.
-
-        Raises:
-            InvalidType, InvalidArgument: A bad limit.
-
-        Cost: one round trip, O(log N + limit).
-        """
-        return self._drive(self._core.peek(limit))
-
-    def stats(self) -> QueueStats:
-        """Count the jobs by state, atomically, by the server's clock.
-
-        Returns:
-            ready, delayed, in_flight and dead counts.
-
-        Cost: one round trip, O(log N).
-        """
-        return self._drive(self._core.stats())
-
-    def purge(self) -> int:
-        """Delete every job, 1000 per call, so a huge queue never blocks Redis for long.
-
-        Not atomic as a whole: a job enqueued while a purge runs may survive it.
-
-        Returns:
-            How many jobs were deleted.
-
-        Cost: ceil(N/1000) + 1 round trips, O(1000 log N) each.
-        """
-        return self._drive(self._core.purge())
-
-    def dead_letters(self, limit: int = 100) -> list[DeadJob]:
-        """List dead-lettered jobs, oldest death first.
-
-        Args:
-            limit: 1 to 1000.
-
-        Returns:
-            Up to ``limit`` dead jobs with their last error.
-
-        Raises:
-            InvalidType, InvalidArgument: A bad limit.
-
-        Cost: one round trip, O(log D + limit).
-        """
-        return self._drive(self._core.dead_letters(limit))
-
-    def redrive(self, ids: Iterable[str] | None = None) -> int:
-        """Put dead-lettered jobs back in the queue, due now, with attempts and error reset.
-
-        Args:
-            ids: The dead jobs to put back; None = all of them (1000 per call).
-
-        Returns:
-            How many were put back (ids that are not dead are skipped).
-
-        Raises:
-            InvalidType, InvalidArgument: A bad id.
-
-        Cost: one round trip per 1000 jobs.
-        """
-        return self._drive(self._core.redrive(ids))
-
-    # -- look and steer
-
-    def get(self, job_id: str, *, preview: int | None = None) -> JobInfo | None:
-        """Look up one job by id, atomically: its state and time, attempts, last error and payload.
-
-        Args:
-            job_id: The job's id.
-            preview: Send at most this many bytes of the payload (``payload_size`` is still
-                the whole length); None = all of it.
-
-        Returns:
-            The job (see :class:`JobInfo`), or None when the queue has no job with that id.
-
-        Raises:
-            InvalidType, InvalidArgument: A bad id or preview; nothing is sent.
-
-        Cost: one round trip, O(log N) (plus the payload's size, or the preview's).
-        """
-        return self._drive(self._core.get(job_id, preview))
-
-    def list_jobs(self, state: str, *, offset: int = 0, limit: int = 50, preview: int = 256) -> JobPage:
-        """One page of the jobs in one state, as a dashboard lists them; nothing is changed.
-
-        Args:
-            state: "ready", "delayed", "in_flight" or "dead".
-            offset: Jobs of that state to skip (pages are addressed by rank: a deep page
-                costs no more than the first).
-            limit: 0 to 1000 jobs at most (0: only count them).
-            preview: Cut each payload to this many bytes (``JobInfo.payload_size`` keeps its length).
-
-        Returns:
-            The page, with the number of jobs in that state.
-
-        Raises:
-            InvalidType, InvalidArgument: A bad state, offset, limit or preview; nothing is sent.
-
-        Cost: one round trip (one per shard for a sharded queue), O(log N + limit).
-        """
-        return self._drive(self._core.list_jobs(state, offset, limit, preview))
-
-    def pause(self) -> bool:
-        """Pause the queue: workers (every consumer's dequeue) claim nothing until :meth:`resume`;
-        enqueues, acks, nacks and everything else go on. Persists in Redis until resumed.
-
-        A consumer long-polling a paused queue looks again every second, so it starts
-        claiming within a second of a resume (one of them at once).
-
-        Returns:
-            True if the queue was not paused before.
-
-        Cost: one round trip (one per shard), O(1).
-        """
-        return self._drive(self._core.pause())
-
-    def resume(self) -> bool:
-        """End a :meth:`pause`; wakes one long-polling consumer when jobs are ready.
-
-        Returns:
-            True if the queue was paused.
-
-        Cost: one round trip (one per shard), O(log N).
-        """
-        return self._drive(self._core.resume())

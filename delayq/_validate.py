@@ -29,11 +29,15 @@ __all__ = [
     "Duration",
     "Payload",
     "check_claim",
+    "check_claims",
     "check_client",
+    "check_error",
     "check_id",
+    "check_ids",
     "check_int",
     "check_job",
     "check_name",
+    "check_page",
     "check_payload",
     "check_state",
     "check_when",
@@ -203,6 +207,66 @@ def check_claim(value: object) -> Job:
     if _TOKEN.fullmatch(job.token) is None:
         raise InvalidArgument(f"job token {job.token!r:.80} is not one dequeue gives ('<attempts>:<16 hex digits>')")
     return job
+
+
+def check_claims(jobs: object) -> list[Job]:
+    """The jobs of an ack, each checked (see check_claim), once per claim (a job given twice counts
+    once), at most MAX_BATCH.
+
+    Raises:
+        InvalidType: ``jobs`` is not an iterable of Job, or one of them is not well-typed.
+        InvalidArgument: A malformed job, or more than MAX_BATCH claims.
+    """
+    if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
+        raise InvalidType(f"expected an iterable of Job, got {jobs!r:.80}")
+    seen: dict[tuple[str, str], Job] = {}
+    for job in jobs:
+        check_claim(job)
+        seen.setdefault((job.id, job.token), job)
+    if len(seen) > MAX_BATCH:
+        raise InvalidArgument(f"at most {MAX_BATCH} jobs can be acked in one call, got {len(seen)}")
+    return list(seen.values())
+
+
+def check_ids(ids: object) -> list[str]:
+    """Job ids to act on (as redrive's), each checked, each once, in their order.
+
+    Raises:
+        InvalidType: Not an iterable of str (a single str is refused: it would be read as ids of one character).
+        InvalidArgument: A bad id.
+    """
+    if isinstance(ids, str) or not isinstance(ids, Iterable):
+        raise InvalidType(f"ids must be an iterable of str, got {ids!r:.80}")
+    return list(dict.fromkeys(check_id(i) for i in ids))
+
+
+def check_error(error: object) -> str:
+    """The text a nack keeps with the job: "" for None.
+
+    Raises:
+        InvalidType: Not a str or None.
+        InvalidArgument: Not valid Unicode text.
+    """
+    if error is None:
+        return ""
+    if not isinstance(error, str):
+        raise InvalidType(f"error must be a str or None, got {error!r:.80}")
+    utf8(error, "error")
+    return error
+
+
+def check_page(state: object, offset: object, limit: object, preview: object) -> JobState:
+    """The arguments of list_jobs, checked; returns the state.
+
+    Raises:
+        InvalidType, InvalidArgument: A bad state, offset (0 to 2**53), limit (0 to MAX_BATCH) or
+            preview (0 to MAX_PAYLOAD_BYTES).
+    """
+    checked = check_state(state)
+    check_int(offset, "offset", 0, 2**53)
+    check_int(limit, "limit", 0, MAX_BATCH)
+    check_int(preview, "preview", 0, MAX_PAYLOAD_BYTES)
+    return checked
 
 
 def check_when(delay: object, at: object) -> tuple[str, int]:

@@ -51,7 +51,7 @@ from hypothesis.stateful import (
 import delayq
 import delayq.aio
 from delayq import DeadJob, DelayqError, Job, PendingJob, QueueStats
-from delayq._sharded import shard_tags
+from delayq._shards import shard_tags
 from delayq._validate import SENTINEL
 from tests.helpers import SyncOverAsync, unique_name
 

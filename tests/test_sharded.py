@@ -19,7 +19,7 @@ from redis.crc import key_slot
 import delayq
 from delayq import QueueStats
 from delayq._base import make_core
-from delayq._sharded import shard_tags
+from delayq._shards import shard_tags
 from delayq._steps import Call, Step
 from delayq._validate import MAX_NAME_LENGTH
 from tests.helpers import Env, unique_name

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from .._core import QueueCore
 from .._errors import DelayqError
 from .._inspect import QueueRef
-from .._sharded import MAX_SHARDS
+from .._shards import MAX_SHARDS
 from .._validate import MAX_NAME_LENGTH
 
 __all__ = ["int_param", "link", "ref_from"]
