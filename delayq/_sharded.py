@@ -152,6 +152,13 @@ class ShardedCore:
         self._answered(index)
         return part
 
+    def _each(self, ask: Callable[[QueueCore], Op[T]]) -> Op[list[T]]:
+        """Every shard's answer to ``ask(shard)``, one shard after the other, in shard order."""
+        parts = []
+        for shard in self.shards:
+            parts.append((yield from ask(shard)))
+        return parts
+
     def _rotation(self) -> list[int]:
         self._start = (self._start + 1) % len(self.shards)
         return [(self._start + k) % len(self.shards) for k in range(len(self.shards))]
@@ -281,45 +288,38 @@ class ShardedCore:
     def peek(self, limit: int) -> Op[list[PendingJob]]:
         """The earliest ``limit`` waiting jobs over all shards; see Queue.peek."""
         check_int(limit, "limit", 1, MAX_BATCH)
-        parts = []
-        for shard in self.shards:
-            parts.append((yield from shard.peek(limit)))
+        parts = yield from self._each(lambda shard: shard.peek(limit))
         return list(heapq.merge(*parts, key=lambda p: (p.due_ms, p.id)))[:limit]
 
     def stats(self) -> Op[QueueStats]:
         """Sums over the shards (each shard's counts are atomic; the sum is not one snapshot); the
         oldest ready age is the shards' largest, and the queue is paused if any shard is."""
-        ready = delayed = in_flight = dead = 0
-        age, paused = 0.0, False
-        for shard in self.shards:
-            s = yield from shard.stats()
-            ready, delayed, in_flight, dead = ready + s.ready, delayed + s.delayed, in_flight + s.in_flight, dead + s.dead
-            age, paused = max(age, s.oldest_ready_age), paused or s.paused
-        return QueueStats(ready, delayed, in_flight, dead, age, paused)
+        parts = yield from self._each(lambda shard: shard.stats())
+        return QueueStats(
+            sum(s.ready for s in parts),
+            sum(s.delayed for s in parts),
+            sum(s.in_flight for s in parts),
+            sum(s.dead for s in parts),
+            max(s.oldest_ready_age for s in parts),
+            any(s.paused for s in parts),
+        )
 
     def purge(self) -> Op[int]:
         """See Queue.purge."""
-        total = 0
-        for shard in self.shards:
-            total += yield from shard.purge()
-        return total
+        return sum((yield from self._each(lambda shard: shard.purge())))
 
     def dead_letters(self, limit: int) -> Op[list[DeadJob]]:
         """The oldest ``limit`` dead jobs over all shards; see Queue.dead_letters."""
         check_int(limit, "limit", 1, MAX_BATCH)
-        parts = []
-        for shard in self.shards:
-            parts.append((yield from shard.dead_letters(limit)))
+        parts = yield from self._each(lambda shard: shard.dead_letters(limit))
         return list(heapq.merge(*parts, key=lambda d: (d.died_ms, d.id)))[:limit]
 
     def redrive(self, ids: Iterable[str] | None) -> Op[int]:
         """See Queue.redrive."""
-        wanted = None if ids is None else check_ids(ids)
+        if ids is None:
+            return sum((yield from self._each(lambda shard: shard.redrive(None))))
+        wanted = check_ids(ids)
         total = 0
-        if wanted is None:
-            for shard in self.shards:
-                total += yield from shard.redrive(None)
-            return total
         for index, positions in self._group(wanted).items():
             for chunk in chunks([wanted[p] for p in positions], MAX_BATCH):
                 total += yield from self.shards[index].redrive(chunk)
@@ -346,17 +346,11 @@ class ShardedCore:
 
     def pause(self) -> Op[bool]:
         """See Queue.pause: every shard; True if any was not paused."""
-        changed = False
-        for shard in self.shards:
-            changed = (yield from shard.pause()) or changed
-        return changed
+        return any((yield from self._each(lambda shard: shard.pause())))
 
     def resume(self) -> Op[bool]:
         """See Queue.resume: every shard; True if any was paused."""
-        changed = False
-        for shard in self.shards:
-            changed = (yield from shard.resume()) or changed
-        return changed
+        return any((yield from self._each(lambda shard: shard.resume())))
 
     # -- hooks for policies, tasks and periodic jobs (appended; see QueueCore)
 
