@@ -257,7 +257,11 @@ def cmd_web(args: argparse.Namespace) -> int:
     sock = listen(args.host, args.port)
     hosts = ", ".join(app.state.delayq.settings.allowed_hosts)
     port = sock.getsockname()[1]
-    print(f"delayq web: http://{_url_host(args.host)}:{port}{args.root_path}/ (answers to {hosts})", file=sys.stderr, flush=True)
+    hint = ""
+    if args.host in ("0.0.0.0", "::") and not args.allow_host and not os.environ.get("DELAYQ_WEB_ALLOWED_HOSTS"):
+        hint = "; add --allow-host NAME for each name or address people will use to reach it"
+    where = f"http://{_url_host(args.host)}:{port}{args.root_path}/"
+    print(f"delayq web: {where} (answers to Host {hosts}{hint})", file=sys.stderr, flush=True)
     config = uvicorn.Config(app, root_path=args.root_path, log_level=args.log_level, access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
     return 0

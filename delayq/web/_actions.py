@@ -53,18 +53,18 @@ async def perform(dash: Dashboard, request: Request) -> Response:
     """
     settings = dash.settings
     if settings.read_only:
-        return dash.render(request, "error.html", 403, title="Read-only", message="This dashboard is read-only.")
+        return dash.render(request, "error.html", 403, title="Read-only", problem="This dashboard is read-only.")
     if not settings.auth.allows(request):
         return dash.challenge(request)
     size = request.headers.get("content-length", "")
     if not size.isdigit() or int(size) > MAX_FORM_BYTES:
         message = f"An action's form is at most {MAX_FORM_BYTES} bytes, with its length given."
-        return dash.render(request, "error.html", 413, title="Refused", message=message)
+        return dash.render(request, "error.html", 413, title="Refused", problem=message)
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     if not csrf_ok(request, settings.secret or b"", fields.get("csrf", "")):
         message = "The form was not sent from this dashboard's page (CSRF check). Reload the page and try again."
-        return dash.render(request, "error.html", 403, title="Refused", message=message)
+        return dash.render(request, "error.html", 403, title="Refused", problem=message)
     ref = ref_from(fields)
     done, extra = await act(dash.queue(ref), fields.get("action", ""), fields, ref)
     root = request.scope.get("root_path", "").rstrip("/")

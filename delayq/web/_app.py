@@ -163,14 +163,14 @@ def create_app(client: Any = None, *, settings: WebSettings | None = None, **opt
     async def redis_down(request: Request, exc: Exception) -> Response:
         refused = isinstance(exc, ScriptError) or "permission" in str(exc).lower()
         title = "Redis refused the call" if refused else "Redis did not answer"
-        return dash.render(request, "error.html", 503, title=title, message=f"{type(exc).__name__}: {exc}"[:500])
+        return dash.render(request, "error.html", 503, title=title, problem=f"{type(exc).__name__}: {exc}"[:500])
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return dash.render(request, "error.html", exc.status_code, title=f"Error {exc.status_code}", message=exc.detail)
+        return dash.render(request, "error.html", exc.status_code, title=f"Error {exc.status_code}", problem=exc.detail)
 
     async def bad_value(request: Request, exc: Exception) -> Response:
-        return dash.render(request, "error.html", 400, title="Bad request", message=str(exc)[:500])
+        return dash.render(request, "error.html", 400, title="Bad request", problem=str(exc)[:500])
 
     routes = [
         Route("/", reading(overview), name="overview"),

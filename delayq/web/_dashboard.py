@@ -85,11 +85,15 @@ class Dashboard:
         loop = asyncio.get_running_loop()
         made = self.made.get(loop)
         if made is None:
-            url = self.settings.client
+            url, timeout = self.settings.client, self.settings.timeout
+            # a Redis that stops answering becomes a 503 page, not a page (and a refresh) that hangs
             if self.settings.cluster:
-                made = _Connection(redis.asyncio.cluster.RedisCluster.from_url(url))
+                client: Any = redis.asyncio.cluster.RedisCluster.from_url(
+                    url, socket_timeout=timeout, socket_connect_timeout=timeout
+                )
             else:
-                made = _Connection(redis.asyncio.Redis.from_url(url))
+                client = redis.asyncio.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            made = _Connection(client)
             self.made[loop] = made
         return made
 
@@ -194,7 +198,7 @@ class Dashboard:
 
     def challenge(self, request: Request) -> HTMLResponse:
         """401 with a basic-auth challenge: the browser asks for the credentials."""
-        response = self.render(request, "error.html", 401, title="Sign in", message="Sign in to see this page or to act.")
+        response = self.render(request, "error.html", 401, title="Sign in", problem="Sign in to see this page or to act.")
         response.headers["www-authenticate"] = 'Basic realm="delayq", charset="UTF-8"'
         return response
 

@@ -95,6 +95,8 @@ class WebSettings:
         refresh: Seconds between the counts' refreshes (0.2 to 3600).
         page_size: Jobs per page (1 to 1000).
         discover_every: Seconds a SCAN's list of queues is kept (0 to 3600).
+        timeout: With a URL: seconds to connect and to wait for each reply (0.1 to 300)
+            before the page says Redis did not answer (503), rather than hanging.
 
     Raises:
         InvalidType, InvalidArgument: A bad value, named (on construction).
@@ -114,6 +116,7 @@ class WebSettings:
     refresh: float = 2.0
     page_size: int = 50
     discover_every: float = 10.0
+    timeout: float = 5.0
     auth: Auth = field(init=False)
     refs: tuple[QueueRef, ...] | None = field(init=False)
 
@@ -149,6 +152,7 @@ class WebSettings:
         self.refresh = _number(self.refresh, "refresh", 0.2, 3600)
         self.page_size = check_int(self.page_size, "page_size", 1, MAX_BATCH)
         self.discover_every = _number(self.discover_every, "discover_every", 0, 3600)
+        self.timeout = _number(self.timeout, "timeout", 0.1, 300)
         self.auth = Auth(self.username, self.password)
         if bool(self.username) != bool(self.password):
             raise DelayqError("set both DELAYQ_WEB_USERNAME and DELAYQ_WEB_PASSWORD (or neither)")
