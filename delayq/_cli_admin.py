@@ -17,7 +17,7 @@ import redis
 
 from ._cli_base import CliError, connect, emit, iso, max_attempts_of, payload_fields, resolve_url
 from ._discover import find_queues, queues_from_keys
-from ._errors import DelayqError
+from ._errors import DelayqError, ScriptError
 from ._inspect import QueueRef
 from ._sync import Queue
 
@@ -143,21 +143,30 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_queues(args: argparse.Namespace) -> int:
     client = connect(args)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for ref in find_queues(client, prefix=args.prefix):
-        s = Queue(client, ref.name, prefix=args.prefix, shards=ref.shards).stats()
+        try:
+            s = Queue(client, ref.name, prefix=args.prefix, shards=ref.shards).stats()
+        except ScriptError as exc:  # a key of this name holds something else: the other queues still show
+            rows.append({"queue": ref.name, "shards": ref.shards, "error": str(exc)})
+            continue
         rows.append({"queue": ref.name, "shards": ref.shards, **_stats(s)})
     if not rows:
         emit(args, [], "(no queues)")
         return 0
     header = f"{'queue':<30} {'shards':>6} {'ready':>9} {'delayed':>9} {'in_flight':>9} {'dead':>9} {'oldest_ready':>12}  paused"
-    lines = [header] + [
-        f"{shown(r['queue']):<30} {r['shards']:>6} {r['ready']:>9} {r['delayed']:>9} {r['in_flight']:>9} {r['dead']:>9} "
-        f"{r['oldest_ready_age']:>11.3f}s  {'yes' if r['paused'] else 'no'}"
-        for r in rows
-    ]
+    lines = [header]
+    for r in rows:
+        head = f"{shown(r['queue']):<30} {r['shards']:>6} "
+        if "error" in r:
+            lines.append(head + f"error: {shown(r['error'])}")
+            continue
+        lines.append(
+            head + f"{r['ready']:>9} {r['delayed']:>9} {r['in_flight']:>9} {r['dead']:>9} "
+            f"{r['oldest_ready_age']:>11.3f}s  {'yes' if r['paused'] else 'no'}"
+        )
     emit(args, rows, "\n".join(lines))
-    return 0
+    return 1 if any("error" in r for r in rows) else 0
 
 
 def _stats(s: Any) -> dict[str, Any]:

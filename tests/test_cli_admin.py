@@ -74,6 +74,12 @@ def test_queues_lists_what_the_server_holds(redis_url: str, capsys: pytest.Captu
     code, out, _ = run(capsys, "queues", "--url", redis_url, "--prefix", prefix)
     assert out.splitlines()[0].startswith("queue") and len(out.splitlines()) == 3
     assert run(capsys, "queues", "--url", redis_url, "--prefix", unique_name("none"))[1].strip() == "(no queues)"
+    client.hset(f"{prefix}:{{c}}:due", "not", "a zset")  # another program's hash where a queue's zset goes ...
+    client.zadd(f"{prefix}:{{c}}:dead", {"x": 1})  # ... next to a key of the right type: "c" is found
+    code, out, _ = run(capsys, "queues", "--url", redis_url, "--prefix", prefix)
+    lines = out.splitlines()
+    assert code == 1 and len(lines) == 4 and lines[3].startswith("c ") and "WRONGTYPE" in lines[3], out
+    assert lines[1].startswith("a ") and lines[2].startswith("b "), "the other queues still show"
     client.close()
 
 

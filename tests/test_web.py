@@ -511,3 +511,21 @@ def test_every_form_that_acts_is_a_post_carrying_the_csrf_token(site: Site) -> N
         assert all("hx-post" not in page and "hx-delete" not in page and "hx-put" not in page for page in pages)
         for method in ("GET", "PUT", "DELETE", "PATCH"):
             assert client.request(method, "/action", params={"action": "purge", "name": "forms"}).status_code == 405
+
+
+def test_a_long_queue_list_uses_few_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    from delayq._server import RedisServer  # noqa: PLC0415
+    from delayq.web._dashboard import MAX_CONCURRENT_CALLS  # noqa: PLC0415
+
+    for var in ("DELAYQ_WEB_USERNAME", "DELAYQ_WEB_PASSWORD", "DELAYQ_WEB_PUBLIC_READ"):
+        monkeypatch.delenv(var, raising=False)
+    with RedisServer() as server:
+        raw = redis.Redis.from_url(server.url)
+        for i in range(60):
+            delayq.Queue(raw, f"q{i}").enqueue(b"x")
+        with TestClient(create_app(server.url, discover_every=0), base_url=BASE) as client:
+            for path in ("/", "/", "/metrics", "/workers"):
+                assert client.get(path).status_code == 200
+            assert len(raw.client_list()) - 1 <= MAX_CONCURRENT_CALLS
+            assert client.get("/").text.count("<tr data-queue=") == 60
+        raw.close()

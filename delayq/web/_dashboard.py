@@ -29,7 +29,7 @@ from ._params import link
 from ._security import CSRF_COOKIE, csrf_nonce, csrf_token
 from ._settings import WebSettings
 
-__all__ = ["MAX_OPEN_QUEUES", "REDIS_FAILURES", "Dashboard", "QueueRow"]
+__all__ = ["MAX_CONCURRENT_CALLS", "MAX_OPEN_QUEUES", "REDIS_FAILURES", "Dashboard", "QueueRow"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -44,12 +44,18 @@ QueueRow = tuple[QueueRef, "QueueStats | str"]
 """A queue and its stats, or the reason they could not be read."""
 
 
+MAX_CONCURRENT_CALLS = 8
+"""Calls one page sends at once: a list of 1000 queues must not open 100 connections per refresh."""
+
+
 class _Connection:
-    """One client and the queues opened on it (a queue belongs to its client)."""
+    """One client, the queues opened on it (a queue belongs to its client), and its loop's locks."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self.queues: OrderedDict[QueueRef, aio.Queue] = OrderedDict()
+        self.calls = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
+        self.discovering = asyncio.Lock()  # one SCAN walk at a time, however many pages wait for it
 
 
 class Dashboard:
@@ -130,10 +136,12 @@ class Dashboard:
         """The queues to show: those configured, else those found by SCAN (kept ``discover_every`` s)."""
         if self.settings.refs is not None:
             return list(self.settings.refs)
-        found_at, found = self.found
-        if time.monotonic() - found_at >= self.settings.discover_every:
-            found = await afind_queues(self.client(), prefix=self.settings.prefix)
-            self.found = (time.monotonic(), found)
+        connection = self.connection()
+        async with connection.discovering:
+            found_at, found = self.found
+            if time.monotonic() - found_at >= self.settings.discover_every:
+                found = await afind_queues(connection.client, prefix=self.settings.prefix)
+                self.found = (time.monotonic(), found)
         return found
 
     async def all_stats(self, refs: list[QueueRef]) -> list[QueueRow]:
@@ -146,8 +154,11 @@ class Dashboard:
             redis.RedisError, RedisClusterException, OSError, ScriptError: No queue could be read.
         """
 
+        calls = self.connection().calls
+
         async def one(ref: QueueRef) -> QueueStats:
-            return await self.queue(ref).stats()
+            async with calls:
+                return await self.queue(ref).stats()
 
         results = await asyncio.gather(*(one(ref) for ref in refs), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
@@ -163,7 +174,9 @@ class Dashboard:
 
     async def workers(self, ref: QueueRef) -> list[WorkerInfo]:
         """The live workers of a queue, from its heartbeat hash (see delayq._heartbeats)."""
-        raw = await self.client().hgetall(workers_key(self.settings.prefix, ref.name))
+        connection = self.connection()
+        async with connection.calls:
+            raw = await connection.client.hgetall(workers_key(self.settings.prefix, ref.name))
         return live_workers(raw, time.time())
 
     # -- responses
