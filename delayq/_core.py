@@ -65,7 +65,7 @@ class QueueCore:
             (default DEFAULT_MAX_ATTEMPTS, 20); None = never.
         tag: For one shard of a sharded queue: the shard's hash tag instead of the name.
         marker: For one shard of a sharded queue: a part between the tag and the role that no
-            plain queue's keys have (see _sharded); "" = none, as for a plain queue.
+            plain queue's keys have (see _shards); "" = none, as for a plain queue.
 
     Raises:
         InvalidType: A name, prefix or max_attempts of the wrong type.
