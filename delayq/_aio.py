@@ -6,6 +6,7 @@ It drives the same core operations as the sync queue; only the I/O differs.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -14,10 +15,11 @@ import redis.asyncio
 import redis.asyncio.cluster
 
 from ._base import QueueBase
+from ._heartbeats import HEARTBEAT_TTL_S, WorkerInfo, check_heartbeat, live_workers, stale_workers, workers_key
 from ._inspect import JobInfo, JobPage
 from ._replies import AckResult, DequeueResult
 from ._steps import Block, Call, Load, Op, Step, run_scripts
-from ._types import DeadJob, Job, PendingJob, QueueStats
+from ._types import NACK_OUTCOMES, DeadJob, Job, NackOutcome, PendingJob, QueueStats
 from ._validate import Duration, Payload
 
 __all__ = ["Queue"]
@@ -87,16 +89,41 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
         self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0
     ) -> tuple[int, list[Job]]:
         """See :meth:`delayq.Queue.ack_and_dequeue`."""
-        result = await self._ack_and_claim(done, batch, lock_ttl, wait)
+        result = await self.ack_and_claim(done, batch, lock_ttl, wait=wait)
         return result.acked, result.jobs
 
-    async def _ack_and_claim(self, done: Iterable[Job], batch: int, lock_ttl: Duration, wait: Duration) -> DequeueResult:
-        """ack_and_dequeue with everything the call reports (which acks were refused), for the workers."""
+    async def ack_and_claim(
+        self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0
+    ) -> DequeueResult:
+        """See :meth:`delayq.Queue.ack_and_claim`."""
         return await self._drive(self._core.dequeue(batch, lock_ttl, done, wait, self._max_block))
 
-    async def _ack_claims(self, jobs: Iterable[Job]) -> AckResult:
-        """ack_many, saying which acks were refused (lock lost), for the workers."""
+    async def ack_claims(self, jobs: Iterable[Job]) -> AckResult:
+        """See :meth:`delayq.Queue.ack_claims`."""
         return await self._drive(self._core.ack_claims(jobs))
+
+    async def fail(self, job: Job, delay: Duration = 0, *, error: str | None = None) -> NackOutcome:
+        """See :meth:`delayq.Queue.fail`."""
+        return NACK_OUTCOMES[await self._drive(self._core.nack(job, delay, error))]
+
+    async def heartbeat(self, worker_id: str, entry: str, ttl: float = HEARTBEAT_TTL_S) -> int:
+        """See :meth:`delayq.Queue.heartbeat`."""
+        key, field, ttl_ms = check_heartbeat(self._core.prefix, self._core.name, worker_id, entry, ttl)
+        await self._client.hset(key, field, entry)
+        await self._client.pexpire(key, ttl_ms)
+        stale = stale_workers(await self._client.hgetall(key), time.time())
+        if stale:
+            await self._client.hdel(key, *stale)
+        return len(stale)
+
+    async def remove_heartbeat(self, worker_id: str) -> bool:
+        """See :meth:`delayq.Queue.remove_heartbeat`."""
+        key, field, _ = check_heartbeat(self._core.prefix, self._core.name, worker_id, "{}", HEARTBEAT_TTL_S)
+        return bool(await self._client.hdel(key, field))
+
+    async def workers(self) -> list[WorkerInfo]:
+        """See :meth:`delayq.Queue.workers`."""
+        return live_workers(await self._client.hgetall(workers_key(self._core.prefix, self._core.name)), time.time())
 
     async def ack(self, job: Job) -> bool:
         """See :meth:`delayq.Queue.ack`."""

@@ -14,10 +14,11 @@ from typing import Any, TypeVar
 import redis
 
 from ._base import QueueBase
+from ._heartbeats import HEARTBEAT_TTL_S, WorkerInfo, check_heartbeat, live_workers, stale_workers, workers_key
 from ._replies import AckResult, DequeueResult
 from ._steps import Block, Call, Load, Op, Step, run_scripts
 from ._sync_manage import ManageCalls
-from ._types import Job
+from ._types import NACK_OUTCOMES, Job, NackOutcome
 from ._validate import Duration, Payload
 
 __all__ = ["Queue"]
@@ -169,16 +170,101 @@ class Queue(ManageCalls, QueueBase[redis.Redis | redis.RedisCluster]):
 
         Cost: one round trip, O(log N + batch + len(done)).
         """
-        result = self._ack_and_claim(done, batch, lock_ttl, wait)
+        result = self.ack_and_claim(done, batch, lock_ttl, wait=wait)
         return result.acked, result.jobs
 
-    def _ack_and_claim(self, done: Iterable[Job], batch: int, lock_ttl: Duration, wait: Duration) -> DequeueResult:
-        """ack_and_dequeue with everything the call reports (which acks were refused), for the workers."""
+    def ack_and_claim(self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0) -> DequeueResult:
+        """:meth:`ack_and_dequeue`, with everything the call reports: for a worker that must know
+        which of its acks were refused (the lock was lost) or not tried (a shard's call failed).
+
+        Args:
+            done, batch, lock_ttl, wait: As for :meth:`ack_and_dequeue`.
+
+        Returns:
+            A DequeueResult: ``jobs`` claimed; ``acked`` (a count), ``refused``, ``unapplied``
+            and ``gone`` for ``done``; the server's ``now_ms`` and the queue's ``next_ms``.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad job, batch, lock_ttl or wait; nothing is sent.
+
+        Cost: one round trip, O(log N + batch + len(done)).
+        """
         return self._drive(self._core.dequeue(batch, lock_ttl, done, wait, self._max_block))
 
-    def _ack_claims(self, jobs: Iterable[Job]) -> AckResult:
-        """ack_many, saying which acks were refused (lock lost), for the workers."""
+    def ack_claims(self, jobs: Iterable[Job]) -> AckResult:
+        """:meth:`ack_many`, saying which acks were refused (lock lost) or not tried.
+
+        Args:
+            jobs: Jobs returned by :meth:`dequeue`, at most 1000 claims.
+
+        Returns:
+            An AckResult: ``acked`` (a count), ``refused``, ``unapplied``, ``gone``.
+
+        Raises:
+            InvalidType, InvalidArgument: As for :meth:`ack_many`; nothing is sent.
+
+        Cost: one round trip, O(batch log L).
+        """
         return self._drive(self._core.ack_claims(jobs))
+
+    def fail(self, job: Job, delay: Duration = 0, *, error: str | None = None) -> NackOutcome:
+        """:meth:`nack`, saying what became of the job: for a worker that counts dead letters.
+
+        Args:
+            job, delay, error: As for :meth:`nack`.
+
+        Returns:
+            "retried" (due again after ``delay``), "dead_lettered" (it had used its
+            ``max_attempts``), or "lock_lost" (nothing changed).
+
+        Raises:
+            InvalidType, InvalidArgument: A bad job, delay or error; nothing is sent.
+
+        Cost: one round trip, O(log N).
+        """
+        return NACK_OUTCOMES[self._drive(self._core.nack(job, delay, error))]
+
+    def heartbeat(self, worker_id: str, entry: str, ttl: float = HEARTBEAT_TTL_S) -> int:
+        """Write a worker's heartbeat into the queue's ``workers`` hash, and prune dead workers' entries.
+
+        Args:
+            worker_id: The worker's id (the hash field).
+            entry: Its JSON entry (see ``delayq._heartbeats``).
+            ttl: Seconds after which the hash expires if no worker beats again.
+
+        Returns:
+            How many dead or malformed entries were pruned.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad id, entry or ttl; nothing is sent.
+
+        Cost: three round trips, O(W) for W workers.
+        """
+        key, field, ttl_ms = check_heartbeat(self._core.prefix, self._core.name, worker_id, entry, ttl)
+        self._client.hset(key, field, entry)
+        self._client.pexpire(key, ttl_ms)
+        stale = stale_workers(self._client.hgetall(key), time.time())
+        if stale:
+            self._client.hdel(key, *stale)
+        return len(stale)
+
+    def remove_heartbeat(self, worker_id: str) -> bool:
+        """Remove a worker's heartbeat (it stopped); True if it was there.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad id; nothing is sent.
+
+        Cost: one round trip, O(1).
+        """
+        key, field, _ = check_heartbeat(self._core.prefix, self._core.name, worker_id, "{}", HEARTBEAT_TTL_S)
+        return bool(self._client.hdel(key, field))
+
+    def workers(self) -> list[WorkerInfo]:
+        """The live workers of this queue, from their heartbeats, newest first.
+
+        Cost: one round trip, O(W) for W workers.
+        """
+        return live_workers(self._client.hgetall(workers_key(self._core.prefix, self._core.name)), time.time())
 
     def ack(self, job: Job) -> bool:
         """Delete a finished job, if this consumer still holds its lock.

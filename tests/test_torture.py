@@ -48,7 +48,7 @@ def extend(job, lock_ttl=30):
 q.extend = extend
 # an ack is logged after the call that made it returned: the jobs it says it acked (the worker's
 # two ack paths report which of the batch were refused or not tried)
-plain_ack_and_claim, plain_ack_claims = q._ack_and_claim, q._ack_claims
+plain_ack_and_claim, plain_ack_claims = q.ack_and_claim, q.ack_claims
 def log_acked(done, result):
     left = {(j.id, j.token) for j in result.refused + result.unapplied}
     acked = [j.id for j in done if (j.id, j.token) not in left]
@@ -56,7 +56,7 @@ def log_acked(done, result):
         log("acked", acked, len(acked))
 def ack_and_claim(done, batch, lock_ttl, wait):
     done = list(done)
-    result = plain_ack_and_claim(done, batch, lock_ttl, wait)
+    result = plain_ack_and_claim(done, batch, lock_ttl, wait=wait)
     log_acked(done, result)
     return result
 def ack_claims(done):
@@ -64,7 +64,7 @@ def ack_claims(done):
     result = plain_ack_claims(done)
     log_acked(done, result)
     return result
-q._ack_and_claim, q._ack_claims = ack_and_claim, ack_claims
+q.ack_and_claim, q.ack_claims = ack_and_claim, ack_claims
 rng = random.Random(pid)
 def handler(job):
     log("claim", job.id, job.token, job.lock_expires_ms - int(ttl * 1000), job.lock_expires_ms, job.due_ms)
