@@ -19,7 +19,7 @@ from ._inspect import JobInfo, JobPage
 from ._longpoll import BLOCK_MARGIN_S, MAX_WAIT_S, WAIT_SLICE_S, long_poll, waiter_pause
 from ._replies import AckResult, DequeueResult, as_bytes, as_text, claim_pairs, parse_dequeue, refusals
 from ._scripts import SCRIPTS
-from ._steps import SCRIPT_KEYS, Call, Op
+from ._steps import Call, Op
 from ._types import DeadJob, Job, PendingJob, QueueStats
 from ._validate import (
     DEFAULT_MAX_ATTEMPTS,
@@ -65,7 +65,7 @@ class QueueCore:
             (default DEFAULT_MAX_ATTEMPTS, 20); None = never.
         tag: For one shard of a sharded queue: the shard's hash tag instead of the name.
         marker: For one shard of a sharded queue: a part between the tag and the role that no
-            plain queue's keys have (see _sharded); "" = none, as for a plain queue.
+            plain queue's keys have (see _shards); "" = none, as for a plain queue.
 
     Raises:
         InvalidType: A name, prefix or max_attempts of the wrong type.
@@ -93,7 +93,8 @@ class QueueCore:
         """TEST ONLY: when set, scripts take "now" (ms) from it instead of the server's TIME."""
 
     def _call(self, name: str, *args: bytes | str | int) -> Call:
-        return Call(SCRIPTS[name], tuple(self.keys[role] for role in SCRIPT_KEYS[name]), args)
+        script = SCRIPTS[name]
+        return Call(script, tuple(self.keys[role] for role in script.keys), (self._now(), *args))
 
     def _now(self) -> str:
         return "" if self.clock is None else str(int(self.clock()))
@@ -115,7 +116,7 @@ class QueueCore:
             first.setdefault(job_id, index)
         order = sorted(first.values())
         for chunk in chunks(order, MAX_BATCH):
-            args: list[bytes | str | int] = [mode, when, self._now()]
+            args: list[bytes | str | int] = [mode, when]
             for index in chunk:
                 args += (job_ids[index], data[index])
             stored = yield self._call("enqueue", *args)
@@ -161,7 +162,7 @@ class QueueCore:
         ttl = to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)
         acks = check_claims(done)
         token = secrets.token_hex(8)
-        args: list[bytes | str | int] = [batch, ttl, token, self.max_attempts or 0, self._now(), len(acks)]
+        args: list[bytes | str | int] = [batch, ttl, token, self.max_attempts or 0, len(acks)]
         reply = yield self._call("dequeue", *args, *claim_pairs(acks), waiter, back_ms, int(BLOCK_MARGIN_S * 1000))
         return parse_dequeue(reply, ttl, token, acks)
 
@@ -181,7 +182,7 @@ class QueueCore:
         """Ack the (unique) claims: (those refused, those of them whose job is gone)."""
         if not acks:
             return [], []
-        reply = yield self._call("ack", self._now(), *claim_pairs(acks))
+        reply = yield self._call("ack", *claim_pairs(acks))
         return refusals(reply, acks)
 
     def ack(self, job: Job) -> Op[bool]:
@@ -196,13 +197,13 @@ class QueueCore:
     def release(self, job: Job) -> Op[bool]:
         """Give a job back unfinished, its attempt undone; False if the lock was lost. See Queue.release."""
         check_claim(job)
-        return int((yield self._call("release", job.id, job.token, self._now()))) == 1
+        return int((yield self._call("release", job.id, job.token))) == 1
 
     def extend(self, job: Job, lock_ttl: Duration) -> Op[int | None]:
         """Returns the new expiry in ms, or None if the lock was lost. See Queue.extend."""
         check_claim(job)
         ttl = to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)
-        reply = yield self._call("extend", job.id, job.token, ttl, self._now())
+        reply = yield self._call("extend", job.id, job.token, ttl)
         expiry = int(reply)
         return expiry if expiry > 0 else None
 
@@ -217,12 +218,12 @@ class QueueCore:
         """See Queue.reschedule."""
         check_id(job_id)
         mode, when = check_when(delay, at)
-        return int((yield self._call("reschedule", job_id, mode, when, self._now()))) == 1
+        return int((yield self._call("reschedule", job_id, mode, when))) == 1
 
     def peek(self, limit: int) -> Op[list[PendingJob]]:
         """See Queue.peek."""
         check_int(limit, "limit", 1, MAX_BATCH)
-        reply = yield self._call("peek", limit, self._now())
+        reply = yield self._call("peek", limit)
         return [
             PendingJob(as_text(reply[i]), as_bytes(reply[i + 1]), int(reply[i + 2]), int(reply[i + 3]))
             for i in range(0, len(reply), 4)
@@ -230,7 +231,7 @@ class QueueCore:
 
     def stats(self) -> Op[QueueStats]:
         """See Queue.stats."""
-        ready, delayed, in_flight, dead, age_ms, paused = yield self._call("stats", self._now())
+        ready, delayed, in_flight, dead, age_ms, paused = yield self._call("stats")
         return QueueStats(int(ready), int(delayed), int(in_flight), int(dead), int(age_ms) / 1000, int(paused) == 1)
 
     def purge(self) -> Op[int]:
@@ -262,14 +263,14 @@ class QueueCore:
         if ids is None:
             total = 0
             while True:
-                moved = int((yield self._call("redrive", MAX_BATCH, self._now())))
+                moved = int((yield self._call("redrive", MAX_BATCH)))
                 if moved == 0:
                     return total
                 total += moved
         wanted = check_ids(ids)
         total = 0
         for chunk in chunks(wanted, MAX_BATCH):
-            total += int((yield self._call("redrive", MAX_BATCH, self._now(), *chunk)))
+            total += int((yield self._call("redrive", MAX_BATCH, *chunk)))
         return total
 
     # -- look and steer (job lookup, the dashboard's pages, pause)
@@ -279,7 +280,7 @@ class QueueCore:
         check_id(job_id)
         if preview is not None:
             check_int(preview, "preview", 0, MAX_PAYLOAD_BYTES)
-        reply = yield self._call("get", job_id, "" if preview is None else preview, self._now())
+        reply = yield self._call("get", job_id, "" if preview is None else preview)
         if not reply:
             return None
         state, at_ms, attempts, payload, error, now_ms, size = reply
@@ -289,7 +290,7 @@ class QueueCore:
     def list_jobs(self, state: str, offset: int, limit: int, preview: int) -> Op[JobPage]:
         """See Queue.list_jobs."""
         checked = check_page(state, offset, limit, preview)
-        reply = yield self._call("jobs", checked, offset, limit, preview, self._now())
+        reply = yield self._call("jobs", checked, offset, limit, preview)
         now_ms = int(reply[0])
         jobs = [
             JobInfo(
@@ -308,11 +309,11 @@ class QueueCore:
 
     def pause(self) -> Op[bool]:
         """See Queue.pause."""
-        return int((yield self._call("pause", self._now()))) == 1
+        return int((yield self._call("pause"))) == 1
 
     def resume(self) -> Op[bool]:
         """See Queue.resume."""
-        return int((yield self._call("resume", self._now()))) == 1
+        return int((yield self._call("resume"))) == 1
 
     # -- hooks for policies, tasks and periodic jobs (appended; see delayq/_hooks.py and delayq/periodic.py)
 
@@ -338,7 +339,7 @@ class QueueCore:
         limit = 0 if max_attempts is None else check_int(max_attempts, "max_attempts", 1, 2**31)
         delay_ms = to_ms(delay, "delay", minimum_ms=0, maximum_s=MAX_DELAY_S)
         text = check_error(error)
-        return int((yield self._call("nack", job.id, job.token, delay_ms, limit, text, self._now())))
+        return int((yield self._call("nack", job.id, job.token, delay_ms, limit, text)))
 
     def schedule(
         self,

@@ -17,7 +17,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from ._errors import ScriptError
 from ._scripts import Script
 
-__all__ = ["SCRIPT_KEYS", "SCRIPT_LOADS", "Block", "Call", "Load", "Op", "Sleep", "Step", "run_scripts", "script_error"]
+__all__ = ["SCRIPT_LOADS", "Block", "Call", "Load", "Op", "Sleep", "Step", "run_scripts", "script_error"]
 
 T = TypeVar("T")
 
@@ -25,28 +25,6 @@ SCRIPT_LOADS = 5
 """Most SCRIPT LOADs one call makes on NOSCRIPT replies (a restart, failover or SCRIPT FLUSH): a flush
 may land between a load and the retried EVALSHA, so one reload is not enough; a bound keeps a server
 that keeps losing scripts from looping a call forever."""
-SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
-    "enqueue": ("due", "payload", "wake", "waiters"),
-    "dequeue": ("due", "lease", "payload", "meta", "dead", "errors", "wake", "waiters", "paused"),
-    "ack": ("lease", "payload", "meta", "errors", "due", "wake"),
-    "nack": ("due", "lease", "meta", "dead", "errors", "wake", "waiters"),
-    "extend": ("lease", "meta"),
-    "cancel": ("due", "lease", "payload", "meta", "dead", "errors", "wake"),
-    "reschedule": ("due", "lease", "wake", "waiters"),
-    "peek": ("due", "lease", "payload", "meta"),
-    "stats": ("due", "lease", "dead", "paused"),
-    "purge": ("due", "lease", "dead", "payload", "meta", "errors", "wake"),
-    "dead_letters": ("dead", "payload", "meta", "errors"),
-    "redrive": ("dead", "due", "meta", "errors", "wake"),
-    "get": ("due", "lease", "payload", "meta", "dead", "errors"),
-    "jobs": ("due", "lease", "payload", "meta", "dead", "errors"),
-    "pause": ("paused",),
-    "resume": ("paused", "due", "lease", "wake"),
-    "schedule": ("due", "payload", "wake", "periodic"),
-    "periodic_state": ("periodic",),
-    "release": ("due", "lease", "meta", "wake", "waiters"),
-}
-"""The keys each script takes, in KEYS order, by role; each role is one key of the queue."""
 
 
 @dataclass(frozen=True, slots=True)
