@@ -65,7 +65,7 @@ async def perform(dash: Dashboard, request: Request) -> Response:
     if not csrf_ok(request, settings.secret or b"", fields.get("csrf", "")):
         message = "The form was not sent from this dashboard's page (CSRF check). Reload the page and try again."
         return dash.render(request, "error.html", 403, title="Refused", problem=message)
-    ref = ref_from(fields)
+    ref = await dash.known(ref_from(fields))
     done, extra = await act(dash.queue(ref), fields.get("action", ""), fields, ref)
     root = request.scope.get("root_path", "").rstrip("/")
     back = fields.get("back", "")

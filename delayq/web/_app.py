@@ -90,7 +90,7 @@ def create_app(client: Any = None, *, settings: WebSettings | None = None, **opt
 
     async def queue_page(request: Request) -> Response:
         params = request.query_params
-        ref = ref_from(params)
+        ref = await dash.known(ref_from(params))
         state = check_state(params.get("state") or "ready")
         size = settings.page_size
         page = int_param(params, "page", 1, 1, 10**9)
@@ -114,14 +114,14 @@ def create_app(client: Any = None, *, settings: WebSettings | None = None, **opt
         )
 
     async def counts(request: Request) -> Response:
-        ref = ref_from(request.query_params)
+        ref = await dash.known(ref_from(request.query_params))
         state: JobState = check_state(request.query_params.get("state") or "ready")
         stats = await dash.queue(ref).stats()
         return dash.render(request, "_counts.html", ref=ref, stats=stats, state=state)
 
     async def job_page(request: Request) -> Response:
         params = request.query_params
-        ref = ref_from(params)
+        ref = await dash.known(ref_from(params))
         job_id = params.get("id", "")
         try:
             job = await dash.queue(ref).get(job_id, preview=_format.MAX_SHOWN_BYTES)
