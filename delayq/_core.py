@@ -26,7 +26,6 @@ from ._validate import (
     MAX_BATCH,
     MAX_DELAY_S,
     MAX_LOCK_TTL_S,
-    MAX_PAYLOAD_BYTES,
     Duration,
     Payload,
     check_claim,
@@ -38,6 +37,7 @@ from ._validate import (
     check_name,
     check_page,
     check_payload,
+    check_preview,
     check_state,
     check_when,
     prepare_enqueue,
@@ -278,9 +278,7 @@ class QueueCore:
     def get(self, job_id: str, preview: int | None = None) -> Op[JobInfo | None]:
         """See Queue.get."""
         check_id(job_id)
-        if preview is not None:
-            check_int(preview, "preview", 0, MAX_PAYLOAD_BYTES)
-        reply = yield self._call("get", job_id, "" if preview is None else preview)
+        reply = yield self._call("get", job_id, "" if preview is None else check_preview(preview))
         if not reply:
             return None
         state, at_ms, attempts, payload, error, now_ms, size = reply

@@ -39,6 +39,7 @@ __all__ = [
     "check_name",
     "check_page",
     "check_payload",
+    "check_preview",
     "check_state",
     "check_when",
     "new_ids",
@@ -265,8 +266,17 @@ def check_page(state: object, offset: object, limit: object, preview: object) ->
     checked = check_state(state)
     check_int(offset, "offset", 0, 2**53)
     check_int(limit, "limit", 0, MAX_BATCH)
-    check_int(preview, "preview", 0, MAX_PAYLOAD_BYTES)
+    check_preview(preview)
     return checked
+
+
+def check_preview(preview: object) -> int:
+    """How many bytes of a payload to send (get and list_jobs): 0 to MAX_PAYLOAD_BYTES.
+
+    Raises:
+        InvalidType, InvalidArgument: Not an int in that range.
+    """
+    return check_int(preview, "preview", 0, MAX_PAYLOAD_BYTES)
 
 
 def check_when(delay: object, at: object) -> tuple[str, int]:
