@@ -4,7 +4,7 @@ Runs alone: `python benchmarks/dashboard.py [--jobs N] [--json PATH]`. It starts
 redis-server, fills one queue (60% ready, 38% delayed, 1% in flight, 1% dead), then loads
 each page through the app (Starlette's TestClient, the app's own redis.asyncio client)
 with the server's stats reset before each: the commands the app sent (INFO commandstats:
-EVALSHA, SCAN, HGETALL), the server time they took, and the slowest single call (SLOWLOG).
+EVALSHA, SCAN, TYPE, HGETALL), the server time they took, and the slowest single call (SLOWLOG).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import delayq
 from delayq._server import RedisServer
 from delayq.web import create_app
 
-CLIENT_COMMANDS = ("evalsha", "scan", "hgetall", "script|load", "ping")
+CLIENT_COMMANDS = ("evalsha", "scan", "type", "hgetall", "script|load", "ping")
 
 
 def fill(client: redis.Redis, total: int) -> delayq.Queue:
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         dead_id = q.list_jobs("dead", limit=1).jobs[0].id
         deep = q.stats().ready // 50 // 2
         rows = []
-        with TestClient(create_app(srv.url, username="", password="", discover_every=10)) as web:
+        app = create_app(srv.url, username="", password="", discover_every=10)
+        with TestClient(app, base_url="http://localhost") as web:  # the app answers loopback names only
             web.get("/")  # scripts loaded, connection made: measure the steady state
             web.get("/queue?name=big")
             web.get("/job?name=big&id=x")
@@ -88,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure(server, web, f"/queue?name=big&page={deep}"))
             rows.append(measure(server, web, "/queue?name=big&state=delayed&page=7000"))
             rows.append(measure(server, web, "/queue?name=big&state=dead"))
+            rows.append(measure(server, web, "/queue?name=big&state=in_flight"))
             rows.append(measure(server, web, "/partials/counts?name=big", {"HX-Request": "true"}))
             rows.append(measure(server, web, f"/job?name=big&id={dead_id}"))
+            rows.append(measure(server, web, "/workers"))
             rows.append(measure(server, web, "/metrics"))
         server.close()
     print(f"{'page':<50} {'calls':<34} {'server µs':>10} {'inner cmds':>10} {'longest µs':>10} {'wall ms':>8}")

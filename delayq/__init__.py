@@ -11,13 +11,21 @@
 ``delayq.aio.Queue`` is the asyncio twin.
 """
 
-from ._core import DEFAULT_MAX_ATTEMPTS, MAX_BATCH, MAX_DELAY_S, MAX_ID_BYTES, MAX_LOCK_TTL_S, MAX_NAME_LENGTH, MAX_PAYLOAD_BYTES
 from ._discover import find_queues
 from ._errors import DelayqError, InvalidArgument, InvalidType, ScriptError
 from ._hooks import Fail, JobPolicy, Retry
 from ._inspect import JobInfo, JobPage, QueueRef
 from ._sync import Queue
 from ._types import DeadJob, Job, PendingJob, QueueStats
+from ._validate import (
+    DEFAULT_MAX_ATTEMPTS,
+    MAX_BATCH,
+    MAX_DELAY_S,
+    MAX_ID_BYTES,
+    MAX_LOCK_TTL_S,
+    MAX_NAME_LENGTH,
+    MAX_PAYLOAD_BYTES,
+)
 from ._worker import Worker
 from ._worker_core import Backoff, WorkerEvent, WorkerStats
 
@@ -53,3 +61,11 @@ __all__ = [
     "__version__",
     "find_queues",
 ]
+
+# the public classes say where users import them from (in reprs, tracebacks and errors), not
+# which private module defines them
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = "delayq"
+del _name, _obj

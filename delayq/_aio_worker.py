@@ -1,8 +1,11 @@
-"""The asyncio worker: the thread worker's behaviour, with asyncio tasks instead of threads."""
+"""The asyncio worker: claims into a prefetch buffer, runs a handler per job on a pool of tasks,
+acks with the next claim, retries or dead-letters failures. Its thread twin is _worker.py: the
+two have the same methods in the same order, and differ only in tasks versus threads."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import signal
@@ -12,11 +15,12 @@ from collections.abc import Callable
 
 import redis
 
-from ._core import AckResult
+from ._aio import Queue
+from ._heartbeats import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S
+from ._replies import AckResult
 from ._types import Job
-from ._worker import BUSY_POLL_S
-from ._worker_core import Claim, Finished, WorkerBase, WorkerEvent, WorkerStats, claim_of, error_text, outage_pause
-from .aio import Queue
+from ._validate import MAX_BATCH
+from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerBase, WorkerStats, outage_pause
 
 __all__ = ["Worker"]
 
@@ -47,21 +51,15 @@ def _in_daemon_thread(function: Callable[[Job], object], job: Job) -> tuple[asyn
     return future, thread
 
 
-def _retrieve(task: asyncio.Future[None]) -> None:
-    """Read a given-up handler's end, so asyncio does not log it as never retrieved."""
-    if not task.cancelled():
-        task.exception()
-
-
 class Worker(WorkerBase[Queue]):
     """The asyncio twin of :class:`delayq.Worker`; see it for the behaviour.
 
     Args:
         queue: A ``delayq.aio.Queue``.
         handler: ``async def handler(job)``, or a plain function (run in a thread).
-        concurrency, lock_ttl, poll, backoff, extend_every, grace, timeout, on_event, logger:
-            As for :class:`delayq.Worker`. At its ``timeout`` an ``async def`` handler is
-            cancelled; a plain function's thread is abandoned, as in :class:`delayq.Worker`.
+        concurrency, prefetch, lock_ttl, poll, backoff, extend_every, grace, timeout, heartbeat,
+            on_event, logger: As for :class:`delayq.Worker`. At its ``timeout`` an ``async def``
+            handler is cancelled; a plain function's thread is abandoned, as in :class:`delayq.Worker`.
 
     Raises:
         InvalidType, InvalidArgument: A bad setting.
@@ -71,125 +69,27 @@ class Worker(WorkerBase[Queue]):
     twin = "delayq.Worker"
 
     def _setup(self) -> None:
-        self._running: dict[Claim, tuple[Job, asyncio.Task[None]]] = {}
-        self._finished: asyncio.Queue[tuple[Job, float, BaseException | None]] | None = None
-        self._threads: dict[Claim, threading.Thread] = {}
-        """The thread of each running plain handler."""
+        self._inbox: collections.deque[Job | None] = collections.deque()
+        """Claimed jobs waiting for a handler task: the prefetch buffer (None: a slot's end)."""
+        self._parked: collections.deque[asyncio.Future[None]] = collections.deque()
+        """Handler tasks waiting for the buffer to fill (one wake-up each per batch, not per job)."""
+        self._outcomes: collections.deque[Outcome] = collections.deque()
+        """What the handler tasks finished, for the main loop to settle."""
+        self._running: dict[Claim, tuple[float, asyncio.Task[None] | None]] = {}
+        """When each running handler started (time.monotonic()) and its slot's task; whoever pops
+        a claim first (the slot at its end, or _expire at the timeout) settles it."""
         self._abandoned: dict[Claim, threading.Thread] = {}
         """Threads of plain handlers that ran past the timeout, given up while they still run."""
+        self._slots: list[asyncio.Task[None]] = []
+        """The handler tasks."""
+        self._wake: asyncio.Event | None = None
+        self._waiting = False
+        """The main loop is about to wait: a handler task wakes it when there is work for it."""
+        self._low = 0
+        """Wake the main loop when the buffer holds this few jobs."""
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signalled(sig.name)
-
-    async def _handle(self, job: Job) -> None:
-        if inspect.iscoroutinefunction(self.handler):
-            await self.handler(job)
-            return
-        future, self._threads[claim_of(job)] = _in_daemon_thread(self.handler, job)
-        result = await future
-        if inspect.isawaitable(result):
-            await result
-
-    async def _run_one(self, job: Job) -> None:
-        """Run the handler within the timeout, and hand its outcome to _settle."""
-        assert self._finished is not None
-        claim = claim_of(job)
-        start = time.perf_counter()
-        work = asyncio.ensure_future(self._handle(job))
-        try:
-            await asyncio.wait({work}, timeout=self.core.timeout)
-        except asyncio.CancelledError:  # a hard stop
-            work.cancel()
-            raise
-        finally:
-            thread = self._threads.pop(claim, None)
-        error: BaseException | None
-        if not work.done():
-            # past the timeout: a coroutine is cancelled; a thread cannot be, and is abandoned
-            work.cancel()
-            work.add_done_callback(_retrieve)
-            if thread is not None and thread.is_alive():
-                self._abandoned[claim] = thread
-                self.core.abandoned(job, self._stuck())
-            error = self.core.timeout_error()
-        elif work.cancelled():  # the handler cancelled itself: a failure like any other
-            error = asyncio.CancelledError()
-        else:
-            error = work.exception()
-        self._finished.put_nowait((job, time.perf_counter() - start, error))
-
-    def _stuck(self) -> int:
-        """How many abandoned handler threads still run."""
-        for claim, thread in list(self._abandoned.items()):
-            if not thread.is_alive():
-                del self._abandoned[claim]
-                self.core.log.warning("job %s: its abandoned handler returned after the timeout; result ignored", claim[0])
-        return len(self._abandoned)
-
-    async def _extend_loop(self) -> None:
-        while not self._hard.is_set():
-            await asyncio.sleep(self.core.extend_every)
-            for claim, (job, _) in list(self._running.items()):
-                if claim in self._lost:
-                    continue
-                try:
-                    if not await self.queue.extend(job, self.core.lock_ttl):
-                        self._lost.add(claim)
-                        self.core.log.warning("job %s: lock lost while its handler runs", job.id)
-                except Exception:
-                    self.core.log.exception("extending the lock of job %s failed; will retry", job.id)
-
-    async def _settle(self, done: list[Finished]) -> None:
-        """Take finished handlers' outcomes: successes join ``done`` (acked, and counted, with the next call)."""
-        assert self._finished is not None
-        while not self._finished.empty():
-            job, seconds, error = self._finished.get_nowait()
-            claim = claim_of(job)
-            self._running.pop(claim, None)
-            if claim in self._lost:
-                self._lost.discard(claim)
-                self.core.record(WorkerEvent("lock_lost", job, seconds))
-            elif error is None:
-                done.append(Finished(job, seconds))
-            else:
-                text = error_text(error)
-                self.core.record(WorkerEvent("failed", job, seconds, text))
-                delay = self.core.retry_delay(job)
-                code = await self.queue._drive(self.queue._core.nack(job, delay, text))
-                kind = {2: "dead_lettered", 1: "retried"}.get(code, "lock_lost")
-                self.core.record(WorkerEvent(kind, job, seconds, text if code else None, delay if code == 1 else None))  # type: ignore[arg-type]
-
-    async def _cycle(self, done: list[Finished]) -> bool:
-        """Settle finished handlers, ack ``done`` (emptied once acked) and claim for the free capacity.
-
-        Returns:
-            Whether new jobs were claimed.
-        """
-        await self._settle(done)
-        short = max(0, self._stuck() - self.core.max_abandoned)  # past the bound, abandoned threads hold slots
-        free = self.core.concurrency - short - len(self._running)
-        if free > 0:
-            # no long-poll with acks to send: if a later step of it failed, the acks it applied
-            # would be sent again and refused, and the worker would count them as lost
-            wait = self.core.poll if not self._running and not done else 0
-            result = await self.queue._ack_and_claim([f.job for f in done], free, self.core.lock_ttl, wait)
-            done[:] = self.core.acked(done, result)
-            jobs = result.jobs
-            for job in jobs:
-                self._running[claim_of(job)] = (job, asyncio.create_task(self._run_one(job)))
-            return bool(jobs)
-        if done:
-            settled = await self.queue._ack_claims([f.job for f in done])
-            done[:] = self.core.acked(done, settled)
-        return False
-
-    async def _wait_finished(self, timeout: float) -> None:
-        assert self._finished is not None
-        try:
-            item = await asyncio.wait_for(self._finished.get(), timeout)
-        except asyncio.TimeoutError:
-            return
-        self._finished.put_nowait(item)
 
     async def run(self, *, install_signals: bool = True) -> WorkerStats:
         """Work until :meth:`stop` (or SIGTERM/SIGINT); returns the counters.
@@ -201,21 +101,30 @@ class Worker(WorkerBase[Queue]):
             The worker's counters.
         """
         loop = asyncio.get_running_loop()
-        self._finished = asyncio.Queue()
         installed = []
         if install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
                 installed.append(sig)
         core = self.core
-        extender = asyncio.create_task(self._extend_loop())
-        core.log.info("worker started on %r: concurrency %d, lock_ttl %.1fs", self.queue, core.concurrency, core.lock_ttl)
+        self._wake = asyncio.Event()
+        for _ in range(core.concurrency):
+            self._start_slot()
+        keepalive = asyncio.create_task(self._keepalive())
+        core.log.info(
+            "worker started on %r as %s: concurrency %d, prefetch up to %d, lock_ttl %.1fs",
+            self.queue,
+            self.id,
+            core.concurrency,
+            core.prefetch,
+            core.lock_ttl,
+        )
         done: list[Finished] = []
         failures = 0
         try:
             while not self._stop.is_set():
                 try:
-                    claimed = await self._cycle(done)
+                    busy = await self._cycle(done)
                     failures = 0
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     # Redis restarting or failing over: keep the finished jobs for the next call
@@ -225,37 +134,215 @@ class Worker(WorkerBase[Queue]):
                     core.log.warning("Redis unreachable (%s); retrying in %.1fs", exc, pause)
                     await asyncio.sleep(pause)
                     continue
-                if not claimed and (self._running or self._abandoned):
-                    await self._wait_finished(BUSY_POLL_S)
+                if not busy:
+                    await self._wait(BUSY_POLL_S)
             await self._shutdown(done)
         finally:
             self._hard.set()
-            extender.cancel()
+            for task in self._slots:
+                task.cancel()
+            await asyncio.gather(*self._slots, return_exceptions=True)
             if self._stuck():
                 core.log.warning("%d abandoned handler threads still run; they end with the process", len(self._abandoned))
             for sig in installed:
                 loop.remove_signal_handler(sig)
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
+            if self.heartbeat:
+                try:
+                    await self.queue.remove_heartbeat(self.id)
+                except Exception as exc:
+                    core.log.warning("removing the heartbeat failed (%s); it expires within %.0fs", exc, HEARTBEAT_TTL_S)
         core.log.info("worker stopped: %s", core.stats)
         return core.stats
 
+    async def _cycle(self, done: list[Finished]) -> bool:
+        """Settle finished handlers, ack ``done`` (emptied once acked) and claim into the buffer.
+
+        Returns:
+            Whether to go round again at once (jobs came, or more finished meanwhile).
+        """
+        core = self.core
+        self._expire()
+        await self._settle(done)
+        room = core.room(core.concurrency - max(0, self._stuck() - core.max_abandoned))
+        if room:
+            acks = done[:MAX_BATCH]
+            # no long-poll with acks to send: if a later step of it failed, the acks it applied
+            # would be sent again and refused, and the worker would count them as lost
+            wait = core.poll if not core.held and not done else 0
+            result = await self.queue.ack_and_claim([job for job, _ in acks], room, core.lock_ttl, wait=wait)
+            done[:] = core.acked(acks, result) + done[MAX_BATCH:]
+            jobs = result.jobs
+            core.hold(jobs, time.monotonic())
+            self._low = core.target // 2
+            self._hand_out(jobs)
+            return bool(jobs) or wait > 0
+        if core.ack_due(done, time.monotonic()):
+            acks = done[:MAX_BATCH]
+            settled = await self.queue.ack_claims([job for job, _ in acks])
+            done[:] = core.acked(acks, settled) + done[MAX_BATCH:]
+        return False
+
+    async def _settle(self, done: list[Finished]) -> None:
+        """Take finished handlers' outcomes: successes join ``done``, failures are nacked, jobs
+        the handler tasks did not start because the worker stops are given back."""
+        outcomes = self._outcomes
+        taken = [outcomes.popleft() for _ in range(len(outcomes))]
+        failures, unstarted = self.core.settle(taken, done)
+        for job, seconds, text, delay in failures:
+            await self._fail(job, seconds, text, delay)
+        for job in unstarted:
+            await self._release(job)
+
+    async def _fail(self, job: Job, seconds: float, text: str, delay: float) -> None:
+        """Nack a failed job with its retry delay and error, and count what the nack did."""
+        try:
+            outcome: str | BaseException = await self.queue.fail(job, delay, error=text)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            outcome = exc
+        self.core.nacked(job, seconds, text, delay, outcome)
+
+    def _start_slot(self) -> None:
+        self._slots.append(asyncio.create_task(self._serve()))
+
+    def _hand_out(self, jobs: list[Job] | list[None]) -> None:
+        """Put jobs (or slots' ends) in the buffer, and wake as many parked handler tasks."""
+        self._inbox.extend(jobs)
+        parked = self._parked
+        for _ in range(min(len(jobs), len(parked))):
+            waiter = parked.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _serve(self) -> None:
+        """A handler slot: run buffered jobs one after another until told to end."""
+        core, handler, running, outcomes = self.core, self.handler, self._running, self._outcomes
+        assert self._wake is not None
+        inbox, parked, monotonic = self._inbox, self._parked, time.monotonic
+        plain = not inspect.iscoroutinefunction(handler)
+        me = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        while True:
+            if not inbox:
+                waiter = loop.create_future()
+                parked.append(waiter)
+                await waiter
+                continue
+            job = inbox.popleft()
+            if job is None:
+                return
+            claim = (job.id, job.token)
+            if self._stop.is_set():
+                outcomes.append((job, 0.0, Skipped.STOPPING))
+                continue
+            now = monotonic()
+            if not core.runnable(claim, now):
+                outcomes.append((job, 0.0, Skipped.LOST))
+                continue
+            running[claim] = (now, me)
+            error: BaseException | None = None
+            thread = None
+            try:
+                if plain:
+                    future, thread = _in_daemon_thread(handler, job)
+                    result = await future
+                    if inspect.isawaitable(result):
+                        await result
+                else:
+                    await handler(job)
+            except asyncio.CancelledError as exc:
+                if self._hard.is_set():
+                    raise
+                if claim not in running:  # _expire cancelled it at the timeout and settled it
+                    if me is not None and hasattr(me, "uncancel"):
+                        me.uncancel()
+                    if thread is not None and thread.is_alive():
+                        self._abandoned[claim] = thread
+                        core.abandoned(job, self._stuck())
+                        # past the bound, this slot waits for its thread, as a thread worker's would
+                        while thread.is_alive() and self._stuck() > core.max_abandoned and not self._hard.is_set():
+                            await asyncio.sleep(BUSY_POLL_S)
+                    continue
+                error = exc  # the handler cancelled itself: a failure like any other
+            except BaseException as exc:  # a handler's failure is the job's, never the worker's
+                error = exc
+            if running.pop(claim, None) is not None:
+                outcomes.append((job, monotonic() - now, error))
+                if self._waiting and (error is not None or len(inbox) <= self._low):
+                    self._wake.set()
+
+    def _expire(self) -> None:
+        """Give up the handlers that ran past the timeout: each one's outcome is a TimeoutError
+        (settled as a failure), and its slot's task is cancelled, which cancels an ``async def``
+        handler; a plain handler's thread cannot be stopped and is abandoned."""
+        core = self.core
+        now = time.monotonic()
+        for claim in core.overdue(self._running, now):
+            start, task = self._running.pop(claim, (0.0, None))
+            entry = core.held.get(claim)
+            if task is not None and entry is not None:
+                self._outcomes.append((entry[0], now - start, core.timeout_error()))
+                task.cancel()
+
+    async def _keepalive(self) -> None:
+        """Extend the locks of held jobs, and write the heartbeat, until the worker has stopped."""
+        core = self.core
+        next_beat = 0.0
+        while not self._hard.is_set():
+            now = time.monotonic()
+            for entry in core.to_extend(now):
+                try:
+                    core.extended(entry, await self.queue.extend(entry[0], core.lock_ttl), now)
+                except Exception:
+                    core.log.exception("extending the lock of job %s failed; will retry", entry[0].id)
+            if self.heartbeat and now >= next_beat:
+                try:
+                    await self.queue.heartbeat(self.id, self.heartbeat_entry(), HEARTBEAT_TTL_S)
+                    next_beat = now + HEARTBEAT_EVERY_S
+                except Exception as exc:
+                    core.log.warning("writing the heartbeat failed (%s); will retry", exc)
+                    next_beat = now + 1
+            await asyncio.sleep(min(core.extend_every / 2, HEARTBEAT_EVERY_S))
+
+    async def _wait(self, timeout: float) -> None:
+        """Sleep until a handler task has work for the main loop, or ``timeout``."""
+        assert self._wake is not None
+        self._waiting = True
+        if not self._outcomes:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+        self._waiting = False
+        self._wake.clear()
+
     async def _shutdown(self, done: list[Finished]) -> None:
-        """Let running handlers finish within the grace period; give back the rest at once."""
+        """Give back buffered jobs at once, let running ones finish within the grace period."""
+        unstarted = [job for job in self._inbox if job is not None]
+        self._inbox.clear()
+        for job in unstarted:
+            self.core.held.pop((job.id, job.token), None)
+            await self._release(job)
+        self._hand_out([None] * len(self._slots))
         deadline = time.monotonic() + self.core.grace
         while self._running and not self._hard.is_set() and time.monotonic() < deadline:
-            await self._wait_finished(min(0.05, max(0.0, deadline - time.monotonic())))
+            await self._wait(min(BUSY_POLL_S, max(0.0, deadline - time.monotonic())))
+            self._expire()
             await self._settle(done)
         await self._settle(done)
         if done:
             try:
-                result = await self.queue._ack_claims([f.job for f in done])
+                result = await self.queue.ack_claims([job for job, _ in done])
             except Exception as exc:
                 self.core.log.error("acking the finished jobs on shutdown failed: %s", exc)
-                result = AckResult(0, [], [f.job for f in done])
+                result = AckResult(0, [], [job for job, _ in done])
             self.core.acked(done, result, final=True)
-        left = list(self._running.values())
-        self._running.clear()
-        for job, task in left:
+        left = [entry[0] for entry in self.core.held.values()]
+        self.core.held.clear()
+        self._hard.set()  # a slot still running is cancelled, and its job given back
+        for task in self._slots:
             task.cancel()
+        for job in left:  # hard stop or grace over: back to the queue now, not after the lock expires
             await self._release(job)
 
     async def _release(self, job: Job) -> None:
@@ -265,3 +352,11 @@ class Worker(WorkerBase[Queue]):
         except Exception as exc:
             released = exc
         self.core.returned(job, released)
+
+    def _stuck(self) -> int:
+        """How many abandoned handler threads still run."""
+        for claim, thread in list(self._abandoned.items()):
+            if not thread.is_alive():
+                del self._abandoned[claim]
+                self.core.log.warning("job %s: its abandoned handler returned after the timeout; result ignored", claim[0])
+        return len(self._abandoned)

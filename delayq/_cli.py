@@ -1,5 +1,6 @@
 """The `delayq` command line: its parser and :func:`main`, and the commands that work on a queue
-(stats, peek, enqueue, cancel, dead, redrive, purge, worker); ``delayq bench`` is ``delayq.bench``.
+(stats, peek, enqueue, cancel, dead, redrive, purge, periodic); ``worker`` and ``workers`` are in
+``_cli_worker``, the admin commands in ``_cli_admin``, ``delayq bench`` is ``delayq.bench``.
 
 Exit status: 0 success, 1 a runtime failure (e.g. Redis unreachable), 2 bad usage.
 Errors are one line on stderr, never a traceback.
@@ -8,12 +9,6 @@ Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
-import inspect
-import json
-import logging
-import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -24,7 +19,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 
-from . import __version__, _cli_admin, aio, bench
+from . import __version__, _cli_admin, _cli_worker, bench
 from ._cli_base import (
     DEFAULT_URL,
     CliError,
@@ -32,17 +27,14 @@ from ._cli_base import (
     exit_status,
     invocation,
     iso,
-    max_attempts_of,
     open_queue,
     payload_fields,
     preview,
-    resolve_url,
 )
-from ._core import DEFAULT_MAX_ATTEMPTS
+from ._cli_worker import import_user_module, load_target
 from ._errors import DelayqError
 from ._types import DeadJob, PendingJob
-from ._worker import Worker
-from .periodic import AsyncScheduler, PeriodicJob, Scheduler
+from .periodic import PeriodicJob, Scheduler
 from .tasks import Tasks
 
 __all__ = ["COMMANDS", "add_queue_commands", "build_parser", "main", "run_command"]
@@ -155,135 +147,6 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_handler(spec: str) -> Callable[..., Any]:
-    """Import ``module:function`` (the current directory is importable, as for python -m).
-
-    Raises:
-        CliError: The spec is malformed, the module does not import, or the name is not callable.
-    """
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise CliError(f"the handler must be given as module:function, got {spec!r}", 2)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise CliError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}", 2) from exc
-    handler = getattr(module, attr, None)
-    if not callable(handler):
-        raise CliError(f"{spec!r} is not a callable in {module_name!r}", 2)
-    return handler  # type: ignore[no-any-return]
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    target = load_target(args.handler)
-    tasks: Tasks | None = None
-    handler: Callable[..., Any]
-    if isinstance(target, Tasks):
-        tasks, handler = target, (target.arun if target.has_async else target.run)
-    else:
-        handler = target
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings: dict[str, Any] = {
-        "concurrency": args.concurrency,
-        "lock_ttl": args.lock_ttl,
-        "poll": args.poll,
-        "grace": args.grace,
-        "timeout": args.timeout or None,
-    }
-    if getattr(args, "metrics", False):
-        settings["on_event"] = worker_metrics(args.queue)
-    queue = open_queue(args)  # checks the connection, and the queue's arguments
-    if inspect.iscoroutinefunction(handler):
-        queue._client.close()
-        return asyncio.run(_run_async_worker(args, handler, settings, tasks))
-    scheduler = None
-    if tasks is not None:
-        tasks.bind(queue)  # tasks that enqueue tasks enqueue here
-        if tasks.periodic_jobs and not args.no_scheduler:
-            scheduler = Scheduler(queue, tasks.periodic_jobs).start()
-    stats = Worker(queue, handler, **settings).run()
-    if scheduler is not None:
-        scheduler.stop()
-    print(json.dumps(vars(stats)) if args.json else f"stopped: {stats}")
-    # running handlers given back on a hard stop may still be in their daemon threads: do not wait for them
-    sys.stdout.flush()
-    os._exit(0)
-
-
-def worker_metrics(queue: str) -> Callable[..., None]:
-    """The Prometheus on_event hook for ``delayq worker --metrics``.
-
-    Raises:
-        CliError: The prometheus extra is not installed.
-    """
-    try:
-        from .metrics import WorkerMetrics  # noqa: PLC0415  (the prometheus extra is optional)
-    except ImportError as exc:
-        raise CliError(f"--metrics needs the prometheus extra: pip install 'delayq[prometheus]' ({exc})", 2) from exc
-    return WorkerMetrics(queue)
-
-
-async def _run_async_worker(
-    args: argparse.Namespace, handler: Callable[..., Any], settings: dict[str, Any], tasks: Tasks | None = None
-) -> int:
-    url = resolve_url(args.url)
-    client: Any = redis.asyncio.cluster.RedisCluster.from_url(url) if args.cluster else redis.asyncio.Redis.from_url(url)
-    queue = aio.Queue(client, args.queue, prefix=args.prefix, max_attempts=max_attempts_of(args), shards=args.shards)
-    scheduler = None
-    if tasks is not None:
-        tasks.bind(queue)
-        if tasks.periodic_jobs and not args.no_scheduler:
-            scheduler = AsyncScheduler(queue, tasks.periodic_jobs).start()
-    stats = await aio.Worker(queue, handler, **settings).run()
-    if scheduler is not None:
-        await scheduler.stop()
-    print(json.dumps(vars(stats)) if args.json else f"stopped: {stats}")
-    await client.aclose()
-    return 0
-
-
-# ---------------------------------------------------------------- tasks and periodic jobs
-
-
-def _import(module_name: str) -> Any:
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        return importlib.import_module(module_name)
-    except Exception as exc:
-        raise CliError(
-            f"cannot import {module_name!r}: {type(exc).__name__}: {exc} "
-            "(give module:function, or a module that holds a delayq.tasks.Tasks)",
-            2,
-        ) from exc
-
-
-def load_target(spec: str) -> Callable[..., Any] | Tasks:
-    """What ``delayq worker`` runs: ``module:function`` (a handler), ``module:name`` naming a
-    delayq.tasks.Tasks, or ``module`` holding exactly one Tasks.
-
-    Raises:
-        CliError: The module does not import, or holds no such thing (exit 2).
-    """
-    module_name, colon, attr = spec.partition(":")
-    if not module_name or (colon and not attr):
-        raise CliError(f"the handler must be given as module:function or a tasks module, got {spec!r}", 2)
-    module = _import(module_name)
-    if attr:
-        target = getattr(module, attr, None)
-        if isinstance(target, Tasks) or callable(target):
-            return target
-        raise CliError(f"{spec!r} is not a callable (nor a delayq.tasks.Tasks) in {module_name!r}", 2)
-    found = {name: value for name, value in vars(module).items() if isinstance(value, Tasks)}
-    if len({id(value) for value in found.values()}) == 1:  # one registry, maybe under two names
-        return next(iter(found.values()))
-    if not found:
-        raise CliError(f"module {module_name!r} holds no delayq.tasks.Tasks; give module:function for a plain handler", 2)
-    raise CliError(f"module {module_name!r} holds several Tasks ({', '.join(sorted(found))}): give {module_name}:NAME", 2)
-
-
 def load_periodic(spec: str) -> list[PeriodicJob]:
     """The periodic jobs of a tasks module (``module`` or ``module:tasks``), or a list of PeriodicJob at ``module:name``.
 
@@ -292,7 +155,7 @@ def load_periodic(spec: str) -> list[PeriodicJob]:
     """
     module_name, _, attr = spec.partition(":")
     if attr:
-        value = getattr(_import(module_name), attr, None)
+        value = getattr(import_user_module(module_name), attr, None)
         if isinstance(value, (list, tuple)) and all(isinstance(job, PeriodicJob) for job in value):
             return list(value)
     target = load_target(spec)
@@ -330,7 +193,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "dead": cmd_dead,
     "redrive": cmd_redrive,
     "purge": cmd_purge,
-    "worker": cmd_worker,
+    "worker": _cli_worker.cmd_worker,
+    "workers": _cli_worker.cmd_workers,
     "periodic": cmd_periodic,
 }
 
@@ -377,35 +241,7 @@ def add_queue_commands(commands: Any) -> None:
     p.add_argument("ids", nargs="*", help="the jobs to put back (default: all)")
     p = commands.add_parser("purge", parents=[named], help="delete every job (asks first unless --yes)")
     p.add_argument("--yes", action="store_true", help="do not ask")
-    p = commands.add_parser("worker", parents=[common], help="run a worker: call module:function, or the tasks, for every job")
-    p.add_argument(
-        "handler",
-        help="module:function, called with each Job (async def runs on asyncio); or a module holding a "
-        "delayq.tasks.Tasks (or module:NAME of one), whose tasks it runs and whose periodic jobs it schedules",
-    )
-    p.add_argument("queue", help="the queue's name")
-    p.add_argument("--concurrency", type=_count, default=8, help="handlers at once (default 8)")
-    p.add_argument(
-        "--lock-ttl", type=_seconds, default=30.0, help="lock length in seconds, kept alive while running (default 30)"
-    )
-    p.add_argument(
-        "--max-attempts",
-        type=_count,
-        default=DEFAULT_MAX_ATTEMPTS,
-        help=f"dead-letter after this many claims (default {DEFAULT_MAX_ATTEMPTS}; 0 = never)",
-    )
-    p.add_argument("--no-scheduler", action="store_true", help="do not enqueue the tasks' periodic jobs from this process")
-    p.add_argument("--poll", type=_seconds, default=1.0, help="longest long-poll wait when idle (default 1)")
-    p.add_argument("--grace", type=_seconds, default=30.0, help="seconds running jobs get to finish on SIGTERM (default 30)")
-    p.add_argument(
-        "--timeout", type=_seconds, default=300.0, help="seconds a handler may run before it fails (default 300; 0 = no limit)"
-    )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default info")
-    p.add_argument(
-        "--metrics",
-        action="store_true",
-        help="count job outcomes in Prometheus metrics (the prometheus extra; several processes: PROMETHEUS_MULTIPROC_DIR)",
-    )
+    _cli_worker.add_commands(commands, common, named, _count, _seconds)
     p = commands.add_parser("periodic", parents=[common], help="list periodic jobs: schedule, last slot enqueued, next slot")
     p.add_argument("source", help="a tasks module (or module:NAME of a Tasks, or of a list of PeriodicJob)")
     p.add_argument("queue", help="the queue's name")

@@ -21,8 +21,8 @@ import redis
 import redis.cluster
 import redis.exceptions
 
-from ._core import DEFAULT_MAX_ATTEMPTS
 from ._sync import Queue
+from ._validate import DEFAULT_MAX_ATTEMPTS
 
 __all__ = [
     "DEFAULT_URL",

@@ -7,25 +7,46 @@ found. Keeping a set of names in one key instead would put a key outside each qu
 slot and make every enqueue touch two slots.
 
 SCAN walks the whole keyspace of each node, ``count`` keys per call: the cost grows with
-all the keys the node holds (a queue has at most nine keys, however many jobs it holds),
+all the keys the node holds (a queue has at most eleven keys, however many jobs it holds),
 never blocks the server for long, and is not atomic (a queue created during the walk may
-be missed). Callers that look often (the dashboard) keep the answer for a few seconds.
+be missed). Then one TYPE per key found, pipelined: a key that only looks like a queue's
+(another program's ``<prefix>:{session}:meta`` string) is not a queue, and a name no queue
+can have (too long, not UTF-8) is skipped, so a stranger key never spoils the list.
+Callers that look often (the dashboard) keep the answer for a few seconds.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
-from ._core import _check_int, _check_name
 from ._inspect import QueueRef
-from ._sharded import MAX_SHARDS
+from ._shards import MAX_SHARDS
+from ._validate import MAX_NAME_LENGTH, check_int, check_name
 
-__all__ = ["ROLES", "afind_queues", "find_queues", "queue_pattern", "queues_from_keys"]
+__all__ = ["ROLES", "ROLE_TYPES", "afind_queues", "find_queues", "queue_pattern", "queues_from_keys"]
 
-ROLES = frozenset({"due", "lease", "payload", "meta", "dead", "errors", "wake", "waiters", "paused", "workers"})
-"""The last part of a queue's key names (``workers`` holds the heartbeats of live workers)."""
+ROLE_TYPES = {
+    "due": "zset",
+    "lease": "zset",
+    "payload": "hash",
+    "meta": "hash",
+    "dead": "zset",
+    "errors": "hash",
+    "wake": "list",
+    "waiters": "zset",
+    "paused": "hash",
+    "workers": "hash",
+    "periodic": "hash",
+}
+"""The last part of a queue's key names, and the Redis type each holds (``workers`` holds the
+heartbeats of live workers, ``periodic`` the periodic jobs' last slots)."""
+
+ROLES = frozenset(ROLE_TYPES)
+
+TYPE_BATCH = 1000
+"""TYPE calls per pipeline."""
 
 _SHARD_TAG = re.compile(r"^(.+):(\d+):(\d+)$")
 _SHARD_MARK = re.compile(r"^shard-(\d+)-of-(\d+):(.+)$")
@@ -37,7 +58,34 @@ def queue_pattern(prefix: str) -> str:
     return f"{escaped}:{{*}}:*"
 
 
-def queues_from_keys(keys: Iterable[bytes | str], prefix: str) -> list[QueueRef]:
+def _queue_key(raw: bytes | str, head: str) -> tuple[QueueRef, str] | None:
+    """The queue a key name belongs to and its role, or None for a key no queue has."""
+    try:
+        key = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        return None  # every queue name is UTF-8 text
+    if not key.startswith(head):
+        return None
+    tag, closing, rest = key[len(head) :].partition("}:")
+    if not closing or not tag or "{" in tag or "}" in tag:
+        return None  # no queue name holds a brace
+    marked = _SHARD_MARK.match(rest)
+    if marked is not None:
+        tagged = _SHARD_TAG.match(tag)
+        index, count, role = int(marked[1]), int(marked[2]), marked[3]
+        if tagged is None or role not in ROLES or int(tagged[2]) != index or not 1 < count <= MAX_SHARDS:
+            return None
+        name = tagged[1]
+    elif rest in ROLES:
+        name, count, role = tag, 1, rest
+    else:
+        return None
+    return (QueueRef(name, count), role) if len(name) <= MAX_NAME_LENGTH else None
+
+
+def queues_from_keys(
+    keys: Iterable[bytes | str], prefix: str, types: Mapping[bytes | str, bytes | str] | None = None
+) -> list[QueueRef]:
     """The queues that a list of key names belongs to, sorted by name, then shard count.
 
     A plain queue's keys are ``<prefix>:{<name>}:<role>``; a sharded queue's are
@@ -47,6 +95,8 @@ def queues_from_keys(keys: Iterable[bytes | str], prefix: str) -> list[QueueRef]
     Args:
         keys: Key names, as SCAN returns them.
         prefix: The key prefix the queues use.
+        types: Each key's Redis type (TYPE's reply), when known: a key whose type is not
+            its role's (see :data:`ROLE_TYPES`) belongs to another program and is skipped.
 
     Returns:
         One QueueRef per queue.
@@ -55,20 +105,16 @@ def queues_from_keys(keys: Iterable[bytes | str], prefix: str) -> list[QueueRef]
     found: set[QueueRef] = set()
     plain_seen: dict[str, set[str]] = {}
     for raw in keys:
-        key = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        if not key.startswith(head):
+        parsed = _queue_key(raw, head)
+        if parsed is None:
             continue
-        tag, closing, rest = key[len(head) :].partition("}:")
-        if not closing or not tag or "{" in tag:
+        ref, role = parsed
+        if types is not None and _text(types.get(raw, b"none")) != ROLE_TYPES[role]:
             continue
-        marked = _SHARD_MARK.match(rest)
-        if marked is not None:
-            tagged = _SHARD_TAG.match(tag)
-            index, count, role = int(marked[1]), int(marked[2]), marked[3]
-            if tagged is not None and role in ROLES and int(tagged[2]) == index and 1 < count <= MAX_SHARDS:
-                found.add(QueueRef(tagged[1], count))
-        elif rest in ROLES:
-            plain_seen.setdefault(tag, set()).add(rest)
+        if ref.shards > 1:
+            found.add(ref)
+        else:
+            plain_seen.setdefault(ref.name, set()).add(role)
     sharded_names = {ref.name for ref in found}
     for tag, seen in plain_seen.items():
         # a sharded queue's heartbeats live under {name}: not a queue of its own
@@ -78,9 +124,18 @@ def queues_from_keys(keys: Iterable[bytes | str], prefix: str) -> list[QueueRef]
     return sorted(found, key=lambda ref: (ref.name, ref.shards))
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
+
+
+def _candidates(keys: Iterable[bytes | str], prefix: str) -> list[bytes | str]:
+    head = f"{prefix}:{{"
+    return [key for key in keys if _queue_key(key, head) is not None]
+
+
 def _scan_args(client: Any, prefix: str, count: int) -> dict[str, Any]:
-    _check_name(prefix, "key prefix")
-    _check_int(count, "count", 1, 100_000)
+    check_name(prefix, "key prefix")
+    check_int(count, "count", 1, 100_000)
     return {"match": queue_pattern(prefix), "count": count}
 
 
@@ -98,15 +153,32 @@ def find_queues(client: Any, *, prefix: str = "delayq", count: int = 1000) -> li
     Raises:
         InvalidType, InvalidArgument: A bad prefix or count.
 
-    Cost: one SCAN per ``count`` keys of each node, O(count) each; not atomic.
+    Cost: one SCAN per ``count`` keys of each node, O(count) each; one TYPE per queue key
+    found, pipelined by 1000; not atomic.
     """
     args = _scan_args(client, prefix, count)
-    keys: Iterator[bytes] = client.scan_iter(**args)  # RedisCluster scans every primary
-    return queues_from_keys(keys, prefix)
+    scanned: Iterator[bytes] = client.scan_iter(**args)  # RedisCluster scans every primary
+    keys = _candidates(scanned, prefix)
+    types: dict[bytes | str, bytes | str] = {}
+    for start in range(0, len(keys), TYPE_BATCH):
+        batch = keys[start : start + TYPE_BATCH]
+        pipe = client.pipeline(transaction=False)
+        for key in batch:
+            pipe.type(key)
+        types.update(zip(batch, pipe.execute(), strict=True))
+    return queues_from_keys(keys, prefix, types)
 
 
 async def afind_queues(client: Any, *, prefix: str = "delayq", count: int = 1000) -> list[QueueRef]:
     """The asyncio twin of :func:`find_queues`, over ``redis.asyncio`` clients."""
     args = _scan_args(client, prefix, count)
-    keys: AsyncIterator[bytes] = client.scan_iter(**args)
-    return queues_from_keys([key async for key in keys], prefix)
+    scanned: AsyncIterator[bytes] = client.scan_iter(**args)
+    keys = _candidates([key async for key in scanned], prefix)
+    types: dict[bytes | str, bytes | str] = {}
+    for start in range(0, len(keys), TYPE_BATCH):
+        batch = keys[start : start + TYPE_BATCH]
+        pipe = client.pipeline(transaction=False)
+        for key in batch:
+            pipe.type(key)
+        types.update(zip(batch, await pipe.execute(), strict=True))
+    return queues_from_keys(keys, prefix, types)

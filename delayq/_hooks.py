@@ -21,10 +21,10 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from ._core import DEFAULT_MAX_ATTEMPTS, MAX_DELAY_S, MAX_LOCK_TTL_S, Duration, _check_int, to_ms
 from ._errors import InvalidType
 from ._types import Job
-from ._worker_core import Backoff, bounded_text, error_text
+from ._validate import DEFAULT_MAX_ATTEMPTS, MAX_DELAY_S, MAX_LOCK_TTL_S, Duration, check_int, to_ms
+from ._worker_types import Backoff, bounded_text, error_text
 
 __all__ = ["Action", "Decision", "Fail", "JobPolicy", "Retry", "check_attempts", "decide"]
 
@@ -86,7 +86,7 @@ class JobPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts is not None:
-            _check_int(self.max_attempts, "max_attempts", 1, 2**31)
+            check_int(self.max_attempts, "max_attempts", 1, 2**31)
         if self.backoff is not None:
             if not isinstance(self.backoff, Backoff):
                 raise InvalidType(f"backoff must be a delayq.Backoff, got {self.backoff!r}")

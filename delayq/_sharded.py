@@ -22,98 +22,63 @@ calls, at most one call per shard, driven by the same sync and async queues.
   id everywhere (as a sorted set orders its members), so the merges of peek and
   dead_letters and the order of a batch do not depend on which shard answered first.
 
-Key layout. Shard i of N of queue ``name`` keeps its keys under
-
-    <prefix>:{<name>:<i>:<k>}:shard-<i>-of-<N>:<role>     e.g. delayq:{emails:0:0}:shard-0-of-2:due
-
-where a plain queue's are ``<prefix>:{<name>}:<role>``. Prefix and name cannot hold a brace,
-so a key splits one way only into prefix, hash tag and what follows the tag. The tag
-``name:i:k`` alone could be a plain queue's name (``Queue(r, "emails:0:0")`` once shared every
-key with ``Queue(r, "emails", shards=2)``), and two shard counts of one name can pick the same
-tag (shard 0 of 2 and of 3 are often both ``emails:0:0``). The marker settles both: a plain
-queue's tag is followed by one of its seven role names, never by ``shard-...``, and the marker
-holds N, while the tag, read from its right end, holds the name and i. So no two distinct
-(prefix, name, shards) ever share a key (tests/test_sharded.py checks it with hypothesis).
-Sharded queues written before this layout (keys without the marker) are not found by it:
-drain them before upgrading.
+Where the shards live (their tags, the marker in their keys): see _shards.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
-import math
 import random
-import zlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import TypeVar
 
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
-
-from ._core import (
+from ._core import QueueCore, chunks
+from ._inspect import JobInfo, JobPage
+from ._longpoll import long_poll, nap_pause
+from ._replies import AckResult, DequeueResult
+from ._shards import MAX_SHARDS, shard_index, shard_marker, shard_tags
+from ._steps import Op
+from ._types import DeadJob, Job, PendingJob, QueueStats
+from ._validate import (
     DEFAULT_MAX_ATTEMPTS,
     MAX_BATCH,
     MAX_LOCK_TTL_S,
-    SHARDED_NAP_S,
-    AckResult,
-    DequeueResult,
     Duration,
-    Op,
     Payload,
-    QueueCore,
-    Sleep,
-    Step,
-    _check_claim,
-    _check_id,
-    _check_int,
-    _chunks,
-    check_client,
-    check_state,
-    long_poll,
+    check_claim,
+    check_claims,
+    check_id,
+    check_ids,
+    check_int,
+    check_page,
     prepare_enqueue,
     to_ms,
 )
-from ._errors import InvalidType
-from ._inspect import JobInfo, JobPage
-from ._types import DeadJob, Job, PendingJob, QueueStats
 
-__all__ = ["MAX_SHARDS", "QueueBase", "ShardedCore", "make_core", "shard_marker", "shard_tags"]
+__all__ = ["ShardedCore"]
 
 T = TypeVar("T")
-ClientT = TypeVar("ClientT")
-
-MAX_SHARDS = 256
-"""Most shards one queue may have."""
 
 _log = logging.getLogger("delayq")
 
 
-def shard_tags(name: str, shards: int) -> list[str]:
-    """The hash tags of a queue's shards: shard i's slot lies in the i-th ``shards``-th of the slot space.
+@dataclass
+class _Settled:
+    """What the shards of one call did with its acks, and the first shard failure."""
 
-    Args:
-        name: The queue's (validated) name.
-        shards: How many shards.
+    acked: int = 0
+    refused: list[Job] = field(default_factory=list)
+    unapplied: list[Job] = field(default_factory=list)
+    gone: list[Job] = field(default_factory=list)
+    failure: Exception | None = None
 
-    Returns:
-        ``shards`` distinct tags, each ``name:i:k`` for the smallest k that lands in range. A
-        tag is not a queue's identity (a plain queue may be named like it, another shard count
-        may pick it too): the keys also carry :func:`shard_marker`.
-    """
-    tags = []
-    for i in range(shards):
-        low, high = i * REDIS_CLUSTER_HASH_SLOTS // shards, (i + 1) * REDIS_CLUSTER_HASH_SLOTS // shards
-        k = 0
-        while not low <= key_slot(f"{name}:{i}:{k}".encode()) < high:
-            k += 1
-        tags.append(f"{name}:{i}:{k}")
-    return tags
-
-
-def shard_marker(index: int, shards: int) -> str:
-    """What follows shard ``index``'s tag in its keys: no plain queue's key has it, and it holds the shard count."""
-    return f"shard-{index}-of-{shards}"
+    def add(self, acked: int, refused: list[Job], gone: list[Job]) -> None:
+        self.acked += acked
+        self.refused += refused
+        self.gone += gone
 
 
 class ShardedCore:
@@ -134,7 +99,7 @@ class ShardedCore:
     ) -> None:
         first = QueueCore(name, prefix=prefix, max_attempts=max_attempts)
         self.name, self.prefix, self.max_attempts = first.name, first.prefix, first.max_attempts
-        _check_int(shards, "shards", 1, MAX_SHARDS)
+        check_int(shards, "shards", 1, MAX_SHARDS)
         self.shards = [
             QueueCore(name, prefix=prefix, max_attempts=max_attempts, tag=tag, marker=shard_marker(i, shards))
             for i, tag in enumerate(shard_tags(name, shards))
@@ -155,13 +120,13 @@ class ShardedCore:
 
     def shard_of(self, job_id: str) -> QueueCore:
         """The shard that holds (or would hold) the job with this id."""
-        return self.shards[zlib.crc32(job_id.encode("utf-8")) % len(self.shards)]
+        return self.shards[shard_index(job_id, len(self.shards))]
 
     def _group(self, job_ids: Iterable[str]) -> dict[int, list[int]]:
         """Positions of the ids, by the index of their shard."""
         groups: dict[int, list[int]] = {}
         for position, job_id in enumerate(job_ids):
-            groups.setdefault(zlib.crc32(job_id.encode("utf-8")) % len(self.shards), []).append(position)
+            groups.setdefault(shard_index(job_id, len(self.shards)), []).append(position)
         return groups
 
     def _failed(self, index: int, exc: Exception) -> None:
@@ -174,17 +139,29 @@ class ShardedCore:
             self._down.discard(index)
             _log.warning("queue %r: shard %d answers again", self.name, index)
 
+    def _ask(self, index: int, op: Op[T], mine: list[Job], settled: _Settled) -> Op[T | None]:
+        """Run one shard's part of a call; if it fails, note the failure (its acks ``mine`` unapplied)
+        and return None, so that the caller goes on with the other shards."""
+        try:
+            part = yield from op
+        except Exception as exc:
+            settled.failure = settled.failure or exc
+            settled.unapplied += mine
+            self._failed(index, exc)
+            return None
+        self._answered(index)
+        return part
+
+    def _each(self, ask: Callable[[QueueCore], Op[T]]) -> Op[list[T]]:
+        """Every shard's answer to ``ask(shard)``, one shard after the other, in shard order."""
+        parts = []
+        for shard in self.shards:
+            parts.append((yield from ask(shard)))
+        return parts
+
     def _rotation(self) -> list[int]:
         self._start = (self._start + 1) % len(self.shards)
         return [(self._start + k) % len(self.shards) for k in range(len(self.shards))]
-
-    def _jobs(self, jobs: Iterable[Job]) -> list[Job]:
-        """The jobs as a list, each checked (and at most MAX_BATCH) before anything is sent."""
-        if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
-            raise InvalidType(f"expected an iterable of Job, got {jobs!r:.80}")
-        listed = list(jobs)
-        self.shards[0].unique_claims(listed)
-        return listed
 
     # -- enqueue
 
@@ -210,7 +187,7 @@ class ShardedCore:
 
     # -- claim and settle
 
-    def dequeue(self, batch: int, lock_ttl: Duration, done: Iterable[Job] = ()) -> Op[DequeueResult]:
+    def dequeue_once(self, batch: int, lock_ttl: Duration, done: Iterable[Job] = ()) -> Op[DequeueResult]:
         """Ack ``done`` on their shards and claim up to ``batch`` jobs, one call per shard at most.
 
         A shard whose call fails is skipped and the others are still asked. If they claimed jobs
@@ -218,63 +195,44 @@ class ShardedCore:
         their locks to expire, applied acks would be sent again and refused), with the failed
         shard's acks in ``unapplied``; otherwise the first failure is raised.
         """
-        _check_int(batch, "batch", 1, MAX_BATCH)
+        check_int(batch, "batch", 1, MAX_BATCH)
         to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)  # now every exception below is a call's
-        finished = self._jobs(done)
+        finished = check_claims(done)
         acks: dict[int, list[Job]] = {
             index: [finished[p] for p in positions] for index, positions in self._group(j.id for j in finished).items()
         }
         jobs: list[Job] = []
-        refused: list[Job] = []
-        unapplied: list[Job] = []
-        gone: list[Job] = []
-        failure: Exception | None = None
-        acked = dead = 0
-        now_ms, next_ms = 0, None
-        order = self._rotation()
-        for index in order:
+        settled = _Settled()
+        dead, now_ms, next_ms = 0, 0, None
+        for index in self._rotation():
             shard, mine = self.shards[index], acks.get(index, [])
             missing = batch - len(jobs)
-            try:
-                if missing > 0:
-                    part = yield from shard.dequeue(missing, lock_ttl, mine)
-                elif mine:
-                    settled = yield from shard.ack_claims(mine)
-                    part = DequeueResult(0, None, settled.acked, 0, [], settled.refused, [], settled.gone)
-                else:
-                    continue
-            except Exception as exc:
-                failure = failure or exc
-                unapplied += shard.unique_claims(mine)
-                self._failed(index, exc)
+            if missing > 0:
+                part = yield from self._ask(index, shard.dequeue_once(missing, lock_ttl, mine), mine, settled)
+            elif mine:
+                acked = yield from self._ask(index, shard.ack_claims(mine), mine, settled)
+                part = None if acked is None else DequeueResult(0, None, acked.acked, 0, [], acked.refused, [], acked.gone)
+            else:
                 continue
-            self._answered(index)
+            if part is None:
+                continue
+            settled.add(part.acked, part.refused, part.gone)
             jobs += part.jobs
-            acked += part.acked
-            refused += part.refused
-            gone += part.gone
             dead += part.dead_lettered
             now_ms = max(now_ms, part.now_ms)
             if part.next_ms is not None and (next_ms is None or part.next_ms < next_ms):
                 next_ms = part.next_ms
-        if failure is not None and not jobs and acked == 0:
-            raise failure
+        if settled.failure is not None and not jobs and settled.acked == 0:
+            raise settled.failure
         jobs.sort(key=lambda job: (job.due_ms, job.id))  # due order within the batch, ties by id as in a shard
-        return DequeueResult(now_ms, next_ms if len(jobs) < batch else None, acked, dead, jobs, refused, unapplied, gone)
+        next_ms = next_ms if len(jobs) < batch else None
+        return DequeueResult(now_ms, next_ms, settled.acked, dead, jobs, settled.refused, settled.unapplied, settled.gone)
 
-    def claim(
+    def dequeue(
         self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), wait: Duration = 0, max_block: float | None = None
     ) -> Op[DequeueResult]:
-        """Dequeue, and with ``wait`` > 0 long-poll: BLPOP cannot wait on keys in several slots, so a
-        sharded queue naps until the next due time the shards reported, SHARDED_NAP_S at most: it
-        is back within that of any job becoming claimable, and registers as no shard's waiter."""
-
-        def pause(result: DequeueResult, remaining: float) -> Step | None:
-            until_due = math.inf if result.next_ms is None else (result.next_ms - result.now_ms) / 1000
-            nap = min(remaining, until_due, SHARDED_NAP_S)
-            return Sleep(nap) if nap > 0 else None
-
-        return (yield from long_poll(lambda acks, _remaining: self.dequeue(batch, lock_ttl, acks), done, wait, pause))
+        """Dequeue once, and with ``wait`` > 0 long-poll, napping between rounds (see _longpoll.nap_pause)."""
+        return (yield from long_poll(lambda acks, _remaining: self.dequeue_once(batch, lock_ttl, acks), done, wait, nap_pause))
 
     def ack_claims(self, jobs: Iterable[Job]) -> Op[AckResult]:
         """Ack on each job's shard, one call per shard; says which acks were refused (lock lost).
@@ -282,29 +240,20 @@ class ShardedCore:
         As for dequeue, a shard whose call fails is skipped: if other shards applied acks, the
         result is returned with that shard's jobs in ``unapplied``, else the first failure is raised.
         """
-        listed = self._jobs(jobs)
-        acked, refused, unapplied, gone = 0, [], [], []
-        failure: Exception | None = None
+        listed = check_claims(jobs)
+        settled = _Settled()
         for index, positions in self._group(j.id for j in listed).items():
             mine = [listed[p] for p in positions]
-            try:
-                part = yield from self.shards[index].ack_claims(mine)
-            except Exception as exc:
-                failure = failure or exc
-                unapplied += self.shards[index].unique_claims(mine)
-                self._failed(index, exc)
-                continue
-            self._answered(index)
-            acked += part.acked
-            refused += part.refused
-            gone += part.gone
-        if failure is not None and acked == 0:
-            raise failure
-        return AckResult(acked, refused, unapplied, gone)
+            part = yield from self._ask(index, self.shards[index].ack_claims(mine), mine, settled)
+            if part is not None:
+                settled.add(part.acked, part.refused, part.gone)
+        if settled.failure is not None and settled.acked == 0:
+            raise settled.failure
+        return AckResult(settled.acked, settled.refused, settled.unapplied, settled.gone)
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Ack on each job's shard, one call per shard; see Queue.ack_many."""
-        listed = self._jobs(jobs)
+        listed = check_claims(jobs)
         total = 0
         for index, positions in self._group(j.id for j in listed).items():
             total += yield from self.shards[index].ack_many([listed[p] for p in positions])
@@ -312,90 +261,79 @@ class ShardedCore:
 
     def ack(self, job: Job) -> Op[bool]:
         """See Queue.ack."""
-        return (yield from self.shard_of(_check_claim(job).id).ack(job))
+        return (yield from self.shard_of(check_claim(job).id).ack(job))
 
     def nack(self, job: Job, delay: Duration = 0, error: str | None = None) -> Op[int]:
         """See Queue.nack."""
-        return (yield from self.shard_of(_check_claim(job).id).nack(job, delay, error))
+        return (yield from self.shard_of(check_claim(job).id).nack(job, delay, error))
 
     def release(self, job: Job) -> Op[bool]:
         """See Queue.release."""
-        return (yield from self.shard_of(_check_claim(job).id).release(job))
+        return (yield from self.shard_of(check_claim(job).id).release(job))
 
     def extend(self, job: Job, lock_ttl: Duration) -> Op[int | None]:
         """See Queue.extend."""
-        return (yield from self.shard_of(_check_claim(job).id).extend(job, lock_ttl))
+        return (yield from self.shard_of(check_claim(job).id).extend(job, lock_ttl))
 
     # -- manage
 
     def cancel(self, job_id: str) -> Op[bool]:
         """See Queue.cancel."""
-        return (yield from self.shard_of(_check_id(job_id)).cancel(job_id))
+        return (yield from self.shard_of(check_id(job_id)).cancel(job_id))
 
     def reschedule(self, job_id: str, *, delay: Duration = 0, at: datetime | None = None) -> Op[bool]:
         """See Queue.reschedule."""
-        return (yield from self.shard_of(_check_id(job_id)).reschedule(job_id, delay=delay, at=at))
+        return (yield from self.shard_of(check_id(job_id)).reschedule(job_id, delay=delay, at=at))
 
     def peek(self, limit: int) -> Op[list[PendingJob]]:
         """The earliest ``limit`` waiting jobs over all shards; see Queue.peek."""
-        _check_int(limit, "limit", 1, MAX_BATCH)
-        parts = []
-        for shard in self.shards:
-            parts.append((yield from shard.peek(limit)))
+        check_int(limit, "limit", 1, MAX_BATCH)
+        parts = yield from self._each(lambda shard: shard.peek(limit))
         return list(heapq.merge(*parts, key=lambda p: (p.due_ms, p.id)))[:limit]
 
     def stats(self) -> Op[QueueStats]:
         """Sums over the shards (each shard's counts are atomic; the sum is not one snapshot); the
         oldest ready age is the shards' largest, and the queue is paused if any shard is."""
-        ready = delayed = in_flight = dead = 0
-        age, paused = 0.0, False
-        for shard in self.shards:
-            s = yield from shard.stats()
-            ready, delayed, in_flight, dead = ready + s.ready, delayed + s.delayed, in_flight + s.in_flight, dead + s.dead
-            age, paused = max(age, s.oldest_ready_age), paused or s.paused
-        return QueueStats(ready, delayed, in_flight, dead, age, paused)
+        parts = yield from self._each(lambda shard: shard.stats())
+        return QueueStats(
+            sum(s.ready for s in parts),
+            sum(s.delayed for s in parts),
+            sum(s.in_flight for s in parts),
+            sum(s.dead for s in parts),
+            max(s.oldest_ready_age for s in parts),
+            any(s.paused for s in parts),
+        )
 
     def purge(self) -> Op[int]:
         """See Queue.purge."""
-        total = 0
-        for shard in self.shards:
-            total += yield from shard.purge()
-        return total
+        return sum((yield from self._each(lambda shard: shard.purge())))
 
     def dead_letters(self, limit: int) -> Op[list[DeadJob]]:
         """The oldest ``limit`` dead jobs over all shards; see Queue.dead_letters."""
-        _check_int(limit, "limit", 1, MAX_BATCH)
-        parts = []
-        for shard in self.shards:
-            parts.append((yield from shard.dead_letters(limit)))
+        check_int(limit, "limit", 1, MAX_BATCH)
+        parts = yield from self._each(lambda shard: shard.dead_letters(limit))
         return list(heapq.merge(*parts, key=lambda d: (d.died_ms, d.id)))[:limit]
 
     def redrive(self, ids: Iterable[str] | None) -> Op[int]:
         """See Queue.redrive."""
-        if ids is not None and (isinstance(ids, str) or not isinstance(ids, Iterable)):
-            raise InvalidType(f"ids must be an iterable of str, got {ids!r:.80}")
-        wanted = None if ids is None else list(dict.fromkeys(_check_id(i) for i in ids))
+        if ids is None:
+            return sum((yield from self._each(lambda shard: shard.redrive(None))))
+        wanted = check_ids(ids)
         total = 0
-        if wanted is None:
-            for shard in self.shards:
-                total += yield from shard.redrive(None)
-            return total
         for index, positions in self._group(wanted).items():
-            for chunk in _chunks([wanted[p] for p in positions], MAX_BATCH):
+            for chunk in chunks([wanted[p] for p in positions], MAX_BATCH):
                 total += yield from self.shards[index].redrive(chunk)
         return total
 
     # -- look and steer
 
-    def get(self, job_id: str) -> Op[JobInfo | None]:
+    def get(self, job_id: str, preview: int | None = None) -> Op[JobInfo | None]:
         """See Queue.get: one call, on the job's shard."""
-        return (yield from self.shard_of(_check_id(job_id)).get(job_id))
+        return (yield from self.shard_of(check_id(job_id)).get(job_id, preview))
 
     def list_jobs(self, state: str, offset: int, limit: int, preview: int) -> Op[JobPage]:
         """See Queue.list_jobs: the shards' pages one after the other, one call per shard."""
-        checked = check_state(state)
-        _check_int(offset, "offset", 0, 2**53)
-        _check_int(limit, "limit", 0, MAX_BATCH)
+        checked = check_page(state, offset, limit, preview)
         jobs: list[JobInfo] = []
         total = now_ms = 0
         for shard in self.shards:
@@ -408,23 +346,17 @@ class ShardedCore:
 
     def pause(self) -> Op[bool]:
         """See Queue.pause: every shard; True if any was not paused."""
-        changed = False
-        for shard in self.shards:
-            changed = (yield from shard.pause()) or changed
-        return changed
+        return any((yield from self._each(lambda shard: shard.pause())))
 
     def resume(self) -> Op[bool]:
         """See Queue.resume: every shard; True if any was paused."""
-        changed = False
-        for shard in self.shards:
-            changed = (yield from shard.resume()) or changed
-        return changed
+        return any((yield from self._each(lambda shard: shard.resume())))
 
     # -- hooks for policies, tasks and periodic jobs (appended; see QueueCore)
 
     def nack_limited(self, job: Job, delay: Duration = 0, error: str | None = None, *, max_attempts: int | None) -> Op[int]:
         """See QueueCore.nack_limited."""
-        return (yield from self.shard_of(_check_claim(job).id).nack_limited(job, delay, error, max_attempts=max_attempts))
+        return (yield from self.shard_of(check_claim(job).id).nack_limited(job, delay, error, max_attempts=max_attempts))
 
     def schedule(
         self,
@@ -441,11 +373,11 @@ class ShardedCore:
         stored_catchup = stored_upcoming = False
         now = 0
         if catchup is not None:
-            stored_catchup, _, now = yield from self.shard_of(_check_id(catchup[1])).schedule(
+            stored_catchup, _, now = yield from self.shard_of(check_id(catchup[1])).schedule(
                 name, spec, payload, catchup, None, cold=cold
             )
         if upcoming is not None:
-            _, stored_upcoming, now = yield from self.shard_of(_check_id(upcoming[1])).schedule(
+            _, stored_upcoming, now = yield from self.shard_of(check_id(upcoming[1])).schedule(
                 name, spec, payload, None, upcoming
             )
         return stored_catchup, stored_upcoming, now
@@ -459,47 +391,3 @@ class ShardedCore:
             for mine, found in zip(result, part, strict=True):
                 mine.extend(found)
         return result
-
-
-def make_core(name: str, prefix: str, max_attempts: int | None, shards: int) -> QueueCore | ShardedCore:
-    """The core for a queue: one tag (shards=1, the keys carry ``{name}``) or several.
-
-    Raises:
-        InvalidType, InvalidArgument: A bad name, prefix, max_attempts or shards.
-    """
-    _check_int(shards, "shards", 1, MAX_SHARDS)
-    if shards == 1:
-        return QueueCore(name, prefix=prefix, max_attempts=max_attempts)
-    return ShardedCore(name, shards, prefix=prefix, max_attempts=max_attempts)
-
-
-class QueueBase(Generic[ClientT]):
-    """What the sync and the async queue share besides the core: construction, name and repr."""
-
-    def __init__(
-        self,
-        client: ClientT,
-        name: str,
-        *,
-        prefix: str = "delayq",
-        max_attempts: int | None = DEFAULT_MAX_ATTEMPTS,
-        shards: int = 1,
-    ) -> None:
-        check_client(client)
-        self._client = client
-        self._core = make_core(name, prefix, max_attempts, shards)
-        # a long-poll's BLPOP must end before the client's own socket timeout does
-        kwargs: dict[str, Any] = client.get_connection_kwargs()  # type: ignore[attr-defined]
-        timeout = kwargs.get("socket_timeout")
-        self._max_block = None if timeout is None else max(0.05, float(timeout) - 0.5)
-
-    @property
-    def name(self) -> str:
-        """The queue's name."""
-        return self._core.name
-
-    def __repr__(self) -> str:
-        core = self._core
-        shards = len(core.shards) if isinstance(core, ShardedCore) else 1
-        kind = f"{type(self).__module__.replace('._sync', '')}.{type(self).__qualname__}"
-        return f"{kind}({core.name!r}, prefix={core.prefix!r}, max_attempts={core.max_attempts!r}, shards={shards})"

@@ -1,4 +1,8 @@
-"""The synchronous queue: drives the core's operations over a redis-py client."""
+"""The synchronous queue (``delayq.Queue``): drives the core's operations over a redis-py client.
+
+Here: the driver and the calls of producers and consumers (enqueue, dequeue, ack, nack, release,
+extend); the calls that look at and steer a queue are in _sync_manage.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,21 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import redis
-from redis.exceptions import NoScriptError, ResponseError
 
-from ._core import SCRIPT_LOADS, AckResult, Block, DequeueResult, Duration, Op, Payload, Sleep, Step, script_error
-from ._inspect import JobInfo, JobPage
-from ._sharded import QueueBase
-from ._types import DeadJob, Job, PendingJob, QueueStats
+from ._base import QueueBase
+from ._heartbeats import HEARTBEAT_TTL_S, WorkerInfo, check_heartbeat, live_workers, stale_workers, workers_key
+from ._replies import AckResult, DequeueResult
+from ._steps import Block, Call, Load, Op, Step, run_scripts
+from ._sync_manage import ManageCalls
+from ._types import NACK_OUTCOMES, Job, NackOutcome
+from ._validate import Duration, Payload
 
 __all__ = ["Queue"]
 
 T = TypeVar("T")
 
 
-class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
+class Queue(ManageCalls, QueueBase[redis.Redis | redis.RedisCluster]):
     """A delayed-job queue stored in Redis under the hash tag ``{name}``.
 
     Args:
@@ -45,40 +51,30 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
     """
 
     def _execute(self, step: Step) -> Any:
-        """Run one step: EVALSHA (on NOSCRIPT, after a restart, failover or SCRIPT FLUSH, load the
-        script and retry, SCRIPT_LOADS times at most), BLPOP on the wake list, or a client-side sleep."""
-        if isinstance(step, Sleep):
-            time.sleep(step.seconds)
-            return None
+        """Perform one step: EVALSHA, SCRIPT LOAD, BLPOP on the wake list, or a client-side sleep."""
+        if isinstance(step, Call):
+            return self._client.evalsha(step.script.sha, len(step.keys), *step.keys, *step.args)
+        if isinstance(step, Load):
+            return self._client.script_load(step.script.source)
         if isinstance(step, Block):
             return self._client.blpop([step.key], timeout=step.timeout)
-        call, client, loads = step, self._client, 0
-        while True:
-            try:
-                return client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-            except NoScriptError as exc:
-                if loads == SCRIPT_LOADS:
-                    raise script_error(call, self._core.name, exc) from exc
-            except ResponseError as exc:
-                raise script_error(call, self._core.name, exc) from exc
-            loads += 1
-            try:
-                client.script_load(call.script.source)
-            except ResponseError as exc:
-                raise script_error(call, self._core.name, exc) from exc
+        time.sleep(step.seconds)
+        return None
 
     def _drive(self, op: Op[T]) -> T:
-        # a failed step is thrown into the operation, which may still hold results it must not drop
-        # (a sharded dequeue's jobs claimed from earlier shards); most let it through unchanged
+        # every step goes through run_scripts (script loading, error mapping); a failed step is thrown
+        # into the operation, which may still hold results it must not drop (a sharded dequeue's jobs
+        # claimed from earlier shards); most let it through unchanged
+        steps = run_scripts(op, self._core.name)
         try:
-            call = next(op)
+            step = next(steps)
             while True:
                 try:
-                    reply = self._execute(call)
+                    reply = self._execute(step)
                 except Exception as exc:
-                    call = op.throw(exc)
+                    step = steps.throw(exc)
                 else:
-                    call = op.send(reply)
+                    step = steps.send(reply)
         except StopIteration as stop:
             result: T = stop.value
             return result
@@ -153,7 +149,7 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         waiting adds one per wake-up, about one a second, and one per WINDOW_STEP_S in
         the last BLOCK_MARGIN_S (110 ms) before a due time it watches.
         """
-        return self._drive(self._core.claim(batch, lock_ttl, (), wait, self._max_block)).jobs
+        return self._drive(self._core.dequeue(batch, lock_ttl, (), wait, self._max_block)).jobs
 
     def ack_and_dequeue(
         self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0
@@ -174,16 +170,101 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
 
         Cost: one round trip, O(log N + batch + len(done)).
         """
-        result = self._ack_and_claim(done, batch, lock_ttl, wait)
+        result = self.ack_and_claim(done, batch, lock_ttl, wait=wait)
         return result.acked, result.jobs
 
-    def _ack_and_claim(self, done: Iterable[Job], batch: int, lock_ttl: Duration, wait: Duration) -> DequeueResult:
-        """ack_and_dequeue with everything the call reports (which acks were refused), for the workers."""
-        return self._drive(self._core.claim(batch, lock_ttl, done, wait, self._max_block))
+    def ack_and_claim(self, done: Iterable[Job], batch: int = 1, lock_ttl: Duration = 30, *, wait: Duration = 0) -> DequeueResult:
+        """:meth:`ack_and_dequeue`, with everything the call reports: for a worker that must know
+        which of its acks were refused (the lock was lost) or not tried (a shard's call failed).
 
-    def _ack_claims(self, jobs: Iterable[Job]) -> AckResult:
-        """ack_many, saying which acks were refused (lock lost), for the workers."""
+        Args:
+            done, batch, lock_ttl, wait: As for :meth:`ack_and_dequeue`.
+
+        Returns:
+            A DequeueResult: ``jobs`` claimed; ``acked`` (a count), ``refused``, ``unapplied``
+            and ``gone`` for ``done``; the server's ``now_ms`` and the queue's ``next_ms``.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad job, batch, lock_ttl or wait; nothing is sent.
+
+        Cost: one round trip, O(log N + batch + len(done)).
+        """
+        return self._drive(self._core.dequeue(batch, lock_ttl, done, wait, self._max_block))
+
+    def ack_claims(self, jobs: Iterable[Job]) -> AckResult:
+        """:meth:`ack_many`, saying which acks were refused (lock lost) or not tried.
+
+        Args:
+            jobs: Jobs returned by :meth:`dequeue`, at most 1000 claims.
+
+        Returns:
+            An AckResult: ``acked`` (a count), ``refused``, ``unapplied``, ``gone``.
+
+        Raises:
+            InvalidType, InvalidArgument: As for :meth:`ack_many`; nothing is sent.
+
+        Cost: one round trip, O(batch log L).
+        """
         return self._drive(self._core.ack_claims(jobs))
+
+    def fail(self, job: Job, delay: Duration = 0, *, error: str | None = None) -> NackOutcome:
+        """:meth:`nack`, saying what became of the job: for a worker that counts dead letters.
+
+        Args:
+            job, delay, error: As for :meth:`nack`.
+
+        Returns:
+            "retried" (due again after ``delay``), "dead_lettered" (it had used its
+            ``max_attempts``), or "lock_lost" (nothing changed).
+
+        Raises:
+            InvalidType, InvalidArgument: A bad job, delay or error; nothing is sent.
+
+        Cost: one round trip, O(log N).
+        """
+        return NACK_OUTCOMES[self._drive(self._core.nack(job, delay, error))]
+
+    def heartbeat(self, worker_id: str, entry: str, ttl: float = HEARTBEAT_TTL_S) -> int:
+        """Write a worker's heartbeat into the queue's ``workers`` hash, and prune dead workers' entries.
+
+        Args:
+            worker_id: The worker's id (the hash field).
+            entry: Its JSON entry (see ``delayq._heartbeats``).
+            ttl: Seconds after which the hash expires if no worker beats again.
+
+        Returns:
+            How many dead or malformed entries were pruned.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad id, entry or ttl; nothing is sent.
+
+        Cost: three round trips, O(W) for W workers.
+        """
+        key, field, ttl_ms = check_heartbeat(self._core.prefix, self._core.name, worker_id, entry, ttl)
+        self._client.hset(key, field, entry)
+        self._client.pexpire(key, ttl_ms)
+        stale = stale_workers(self._client.hgetall(key), time.time())
+        if stale:
+            self._client.hdel(key, *stale)
+        return len(stale)
+
+    def remove_heartbeat(self, worker_id: str) -> bool:
+        """Remove a worker's heartbeat (it stopped); True if it was there.
+
+        Raises:
+            InvalidType, InvalidArgument: A bad id; nothing is sent.
+
+        Cost: one round trip, O(1).
+        """
+        key, field, _ = check_heartbeat(self._core.prefix, self._core.name, worker_id, "{}", HEARTBEAT_TTL_S)
+        return bool(self._client.hdel(key, field))
+
+    def workers(self) -> list[WorkerInfo]:
+        """The live workers of this queue, from their heartbeats, newest first.
+
+        Cost: one round trip, O(W) for W workers.
+        """
+        return live_workers(self._client.hgetall(workers_key(self._core.prefix, self._core.name)), time.time())
 
     def ack(self, job: Job) -> bool:
         """Delete a finished job, if this consumer still holds its lock.
@@ -285,169 +366,3 @@ class Queue(QueueBase[redis.Redis | redis.RedisCluster]):
         Cost: one round trip, O(log L).
         """
         return self._drive(self._core.extend(job, lock_ttl)) is not None
-
-    def cancel(self, job_id: str) -> bool:
-        """Delete a job in any state, with all its data.
-
-        Args:
-            job_id: The job's id.
-
-        Returns:
-            True if the job was there. A consumer holding it then finds its lock lost.
-
-        Raises:
-            InvalidType, InvalidArgument: A bad id.
-
-        Cost: one round trip, O(log N).
-        """
-        return self._drive(self._core.cancel(job_id))
-
-    def reschedule(self, job_id: str, *, delay: Duration = 0, at: datetime | None = None) -> bool:
-        """Change the due time of a waiting job (not one held by a live lock, not a dead one).
-
-        Args:
-            job_id: The job's id.
-            delay: New delay from now, as for :meth:`enqueue`.
-            at: Or a new absolute time.
-
-        Returns:
-            True if rescheduled; False if the job is absent, in flight or dead.
-
-        Raises:
-            InvalidType, InvalidArgument: A bad id, delay or at.
-
-        Cost: one round trip, O(log N).
-        """
-        return self._drive(self._core.reschedule(job_id, delay=delay, at=at))
-
-    def peek(self, limit: int = 10) -> list[PendingJob]:
-        """Look at the next waiting jobs (ready or delayed), earliest first, without claiming them.
-
-        Args:
-            limit: 1 to 1000.
-
-        Returns:
-            Up to ``limit`` jobs.
-
-        Raises:
-            InvalidType, InvalidArgument: A bad limit.
-
-        Cost: one round trip, O(log N + limit).
-        """
-        return self._drive(self._core.peek(limit))
-
-    def stats(self) -> QueueStats:
-        """Count the jobs by state, atomically, by the server's clock.
-
-        Returns:
-            ready, delayed, in_flight and dead counts.
-
-        Cost: one round trip, O(log N).
-        """
-        return self._drive(self._core.stats())
-
-    def purge(self) -> int:
-        """Delete every job, 1000 per call, so a huge queue never blocks Redis for long.
-
-        Not atomic as a whole: a job enqueued while a purge runs may survive it.
-
-        Returns:
-            How many jobs were deleted.
-
-        Cost: ceil(N/1000) + 1 round trips, O(1000 log N) each.
-        """
-        return self._drive(self._core.purge())
-
-    def dead_letters(self, limit: int = 100) -> list[DeadJob]:
-        """List dead-lettered jobs, oldest death first.
-
-        Args:
-            limit: 1 to 1000.
-
-        Returns:
-            Up to ``limit`` dead jobs with their last error.
-
-        Raises:
-            InvalidType, InvalidArgument: A bad limit.
-
-        Cost: one round trip, O(log D + limit).
-        """
-        return self._drive(self._core.dead_letters(limit))
-
-    def redrive(self, ids: Iterable[str] | None = None) -> int:
-        """Put dead-lettered jobs back in the queue, due now, with attempts and error reset.
-
-        Args:
-            ids: The dead jobs to put back; None = all of them (1000 per call).
-
-        Returns:
-            How many were put back (ids that are not dead are skipped).
-
-        Raises:
-            InvalidType, InvalidArgument: A bad id.
-
-        Cost: one round trip per 1000 jobs.
-        """
-        return self._drive(self._core.redrive(ids))
-
-    # -- look and steer
-
-    def get(self, job_id: str) -> JobInfo | None:
-        """Look up one job by id, atomically: its state and time, attempts, last error and payload.
-
-        Args:
-            job_id: The job's id.
-
-        Returns:
-            The job (see :class:`JobInfo`), or None when the queue has no job with that id.
-
-        Raises:
-            InvalidType, InvalidArgument: A bad id; nothing is sent.
-
-        Cost: one round trip, O(log N) (plus the payload's size).
-        """
-        return self._drive(self._core.get(job_id))
-
-    def list_jobs(self, state: str, *, offset: int = 0, limit: int = 50, preview: int = 256) -> JobPage:
-        """One page of the jobs in one state, as a dashboard lists them; nothing is changed.
-
-        Args:
-            state: "ready", "delayed", "in_flight" or "dead".
-            offset: Jobs of that state to skip (pages are addressed by rank: a deep page
-                costs no more than the first).
-            limit: 0 to 1000 jobs at most (0: only count them).
-            preview: Cut each payload to this many bytes (``JobInfo.payload_size`` keeps its length).
-
-        Returns:
-            The page, with the number of jobs in that state.
-
-        Raises:
-            InvalidType, InvalidArgument: A bad state, offset, limit or preview; nothing is sent.
-
-        Cost: one round trip (one per shard for a sharded queue), O(log N + limit).
-        """
-        return self._drive(self._core.list_jobs(state, offset, limit, preview))
-
-    def pause(self) -> bool:
-        """Pause the queue: workers (every consumer's dequeue) claim nothing until :meth:`resume`;
-        enqueues, acks, nacks and everything else go on. Persists in Redis until resumed.
-
-        A consumer long-polling a paused queue looks again every second, so it starts
-        claiming within a second of a resume (one of them at once).
-
-        Returns:
-            True if the queue was not paused before.
-
-        Cost: one round trip (one per shard), O(1).
-        """
-        return self._drive(self._core.pause())
-
-    def resume(self) -> bool:
-        """End a :meth:`pause`; wakes one long-polling consumer when jobs are ready.
-
-        Returns:
-            True if the queue was paused.
-
-        Cost: one round trip (one per shard), O(log N).
-        """
-        return self._drive(self._core.resume())

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-__all__ = ["DeadJob", "Job", "PendingJob", "QueueStats"]
+__all__ = ["NACK_OUTCOMES", "DeadJob", "Job", "NackOutcome", "PendingJob", "QueueStats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +92,10 @@ class QueueStats:
     def total(self) -> int:
         """All jobs in the queue, in any state."""
         return self.ready + self.delayed + self.in_flight + self.dead
+
+
+NackOutcome = Literal["retried", "dead_lettered", "lock_lost"]
+"""What a nack did (``Queue.fail``): due again, dead-lettered, or nothing (the lock was lost)."""
+
+NACK_OUTCOMES: dict[int, NackOutcome] = {0: "lock_lost", 1: "retried", 2: "dead_lettered"}
+"""nack.lua's reply codes."""

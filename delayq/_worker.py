@@ -1,63 +1,62 @@
-"""The thread worker: claims in batches, runs a handler per job in a thread pool, acks or retries."""
+"""The thread worker: claims into a prefetch buffer, runs a handler per job on a pool of threads,
+acks with the next claim, retries or dead-letters failures. Its asyncio twin is _aio_worker.py:
+the two have the same methods in the same order, and differ only in threads versus tasks."""
 
 from __future__ import annotations
 
-import contextlib
-import queue as queue_module
+import collections
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from queue import Empty, SimpleQueue
 from types import FrameType
 from typing import Any
 
 import redis
 
-from ._core import AckResult
+from ._heartbeats import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S
+from ._replies import AckResult
 from ._sync import Queue
 from ._types import Job
-from ._worker_core import Claim, Finished, WorkerBase, WorkerEvent, WorkerStats, claim_of, error_text, outage_pause
+from ._validate import MAX_BATCH
+from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerBase, WorkerStats, outage_pause
 
 __all__ = ["Worker"]
-
-BUSY_POLL_S = 0.05
-"""While handlers run and nothing is due, look for new jobs this often (a long-poll would keep
-finished jobs from being acked promptly)."""
-
-
-@dataclass
-class _Outcome:
-    job: Job
-    seconds: float
-    error: BaseException | None
 
 
 class Worker(WorkerBase[Queue]):
     """Runs ``handler(job)`` for every job of a queue, with bounded concurrency, until stopped.
 
-    - Claims in batches (up to the free capacity) with one call that also acks the
-      jobs finished since the last claim; long-polls (``poll``) when idle.
-    - A handler that returns acks the job; one that raises nacks it with an
-      exponential backoff (``backoff``) and the error text, and after the queue's
-      ``max_attempts`` the job is dead-lettered with its last error.
-    - While a handler runs, its lock is extended every ``extend_every`` (default a
-      third of ``lock_ttl``). If an extend finds the lock lost (expired, or the job
-      was cancelled), the worker logs it and does not ack that job.
-    - ``run()`` installs SIGTERM and SIGINT handlers (in the main thread): the first
-      signal stops claiming, gives claimed-but-unstarted jobs back at once and lets
-      running handlers finish within ``grace`` seconds; a second signal stops at
-      once, giving running jobs back too (at-least-once: they will run again). A job
-      given back on a stop does not use an attempt (``Queue.release``).
-    - A handler still running after ``timeout`` seconds fails with a TimeoutError: its
-      job is retried or dead-lettered like any failure, and its lock no longer
-      extended. A thread cannot be killed, so the handler's thread is abandoned (what
-      it returns is ignored) and a new thread takes its slot; past ``concurrency``
-      abandoned threads still running, the worker runs short and logs an error.
+    - Claims ahead into a prefetch buffer, in batches sized for throughput (about what the
+      handlers finish in 50 ms, at least ``concurrency``, at most ``prefetch``), with one call
+      that also acks the jobs finished since the last one; long-polls (``poll``) when idle.
+      A buffered job's lock is extended like a running one's: its wait counts against its lock.
+    - A handler that returns acks the job; one that raises nacks it with an exponential
+      backoff (``backoff``) and the error text, and after the queue's ``max_attempts`` the
+      job is dead-lettered with its last error.
+    - While a job is held, its lock is extended every ``extend_every`` (default a third of
+      ``lock_ttl``). If an extend finds the lock lost (expired, or the job was cancelled),
+      the worker logs it, does not start the job if it had not started, and does not ack it.
+    - ``run()`` installs SIGTERM and SIGINT handlers (in the main thread): the first signal
+      stops claiming, gives buffered jobs back at once and lets running handlers finish within
+      ``grace`` seconds; a second signal stops at once, giving running jobs back too
+      (at-least-once: they will run again). A job given back on a stop does not use an
+      attempt (``Queue.release``).
+    - A handler still running after ``timeout`` seconds fails with a TimeoutError: its job is
+      retried or dead-lettered like any failure, and its lock no longer extended. A thread
+      cannot be killed, so the handler's thread is abandoned (what it returns is ignored) and
+      a new thread takes its slot; past ``concurrency`` abandoned threads still running, the
+      worker runs short and logs an error.
+    - Writes a heartbeat every 5 s (``delayq workers QUEUE`` lists the live workers; an entry
+      not refreshed for 15 s is a dead worker's), removed when it stops.
 
     Args:
         queue: The queue to work on.
         handler: Called with each Job, in a worker thread.
         concurrency: Handlers running at once (1 to 1000).
+        prefetch: Most claimed jobs waiting for a handler (0 to 1000; default None, 1000):
+            the buffer holds about 50 ms of work, between ``concurrency`` and this; 0 claims
+            only for free handlers.
         lock_ttl: Lock length of each claim, in seconds (kept alive by extends).
         poll: Longest long-poll wait when idle, in seconds (0 to 60); also how long a
             stop may take to be noticed while idle.
@@ -66,6 +65,7 @@ class Worker(WorkerBase[Queue]):
         grace: Seconds running handlers get to finish on a graceful stop.
         timeout: Seconds a handler may run (1 ms to a week), or None for no limit;
             default 300.
+        heartbeat: Write a heartbeat to the queue's ``workers`` hash (default True).
         on_event: Called with a WorkerEvent for every job outcome (metrics hook).
         logger: Where to log; default ``logging.getLogger("delayq.worker")``.
 
@@ -77,126 +77,27 @@ class Worker(WorkerBase[Queue]):
     twin = "delayq.aio.Worker"
 
     def _setup(self) -> None:
-        # queue.Queue, not SimpleQueue: the main thread waits on it with a timeout, and a signal
-        # arriving during SimpleQueue.get(timeout=...) was seen to turn it into a wait without one
-        self._results: queue_module.Queue[_Outcome] = queue_module.Queue()
-        # claimed jobs wait here for a handler thread; what is still here at a stop never started
-        self._inbox: queue_module.SimpleQueue[Job | None] = queue_module.SimpleQueue()
-        self._running: dict[Claim, Job] = {}
-        self._started: dict[Claim, float] = {}
-        """When each running handler started (time.monotonic), for the timeout."""
+        self._inbox: SimpleQueue[Job | None] = SimpleQueue()
+        """Claimed jobs waiting for a handler thread: the prefetch buffer."""
+        self._outcomes: collections.deque[Outcome] = collections.deque()
+        """What the handler threads finished, for the main loop to settle."""
+        self._running: dict[Claim, float] = {}
+        """When each running handler started (time.monotonic()); whoever pops a claim first (the
+        thread at its end, or _expire at the timeout) settles it."""
         self._abandoned: set[Claim] = set()
         """Claims whose handler ran past the timeout and whose thread was given up."""
         self._serving = self.core.concurrency
         """Handler threads taking jobs from the inbox (not stuck in an abandoned handler)."""
         self._guard = threading.Lock()
+        """Guards _serving and _abandoned (timeouts only, never the hot path)."""
+        self._wake = threading.Event()
+        self._waiting = False
+        """The main loop is about to wait: a handler thread wakes it when there is work for it."""
+        self._low = 0
+        """Wake the main loop when the buffer holds this few jobs."""
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signalled(signal.Signals(signum).name)
-
-    # -- the handler's side
-
-    def _start_thread(self) -> None:
-        # daemon threads: a hard stop must not wait for a handler at interpreter exit
-        # (ThreadPoolExecutor's threads are joined there)
-        threading.Thread(target=self._handler_thread, name="delayq-handler", daemon=True).start()
-
-    def _handler_thread(self) -> None:
-        while (job := self._inbox.get()) is not None:
-            claim = claim_of(job)
-            start = time.perf_counter()
-            with self._guard:
-                self._started[claim] = time.monotonic()
-            error: BaseException | None = None
-            try:
-                self.handler(job)
-            except BaseException as exc:  # a handler's failure is the job's, never the worker's
-                error = exc
-            with self._guard:
-                if claim not in self._abandoned:
-                    del self._started[claim]
-                    self._results.put(_Outcome(job, time.perf_counter() - start, error))
-                    continue
-                # given up at its timeout: the job was settled then, so this result is ignored;
-                # the thread serves again if the worker runs short, else its replacement has its slot
-                self._abandoned.discard(claim)
-                serve = self._serving < self.core.concurrency
-                if serve:
-                    self._serving += 1
-            self.core.log.warning("job %s: its abandoned handler returned after the timeout; result ignored", job.id)
-            if not serve:
-                return
-
-    def _expire(self) -> None:
-        """Give up the handlers that ran past the timeout: each one's outcome is a TimeoutError
-        (settled as a failure), and a new thread takes its slot while few enough are abandoned."""
-        timeout = self.core.timeout
-        if timeout is None:
-            return
-        now = time.monotonic()
-        with self._guard:
-            expired = [(self._running[claim], now - start) for claim, start in self._started.items() if now - start >= timeout]
-            for job, seconds in expired:
-                del self._started[claim_of(job)]
-                self._abandoned.add(claim_of(job))
-                self._serving -= 1
-                self._results.put(_Outcome(job, seconds, self.core.timeout_error()))
-            stuck = len(self._abandoned)
-            replace = min(len(expired), max(0, self.core.max_abandoned - (stuck - len(expired))))
-            self._serving += replace
-        for job, _ in expired:
-            self.core.abandoned(job, stuck)
-        for _ in range(replace):
-            self._start_thread()
-
-    def _extend_loop(self) -> None:
-        while not self._hard.wait(self.core.extend_every):
-            with self._guard:
-                held = [job for claim, job in self._running.items() if claim not in self._lost]
-            for job in held:
-                try:
-                    if not self.queue.extend(job, self.core.lock_ttl):
-                        with self._guard:
-                            self._lost.add(claim_of(job))
-                        self.core.log.warning("job %s: lock lost while its handler runs", job.id)
-                except Exception:
-                    self.core.log.exception("extending the lock of job %s failed; will retry", job.id)
-            if self._stop.is_set() and not held:
-                return
-
-    # -- the claiming side
-
-    def _settle(self, done: list[Finished]) -> None:
-        """Take finished handlers' outcomes: successes join ``done`` (acked, and counted, with the next call)."""
-        while True:
-            try:
-                outcome = self._results.get_nowait()
-            except queue_module.Empty:
-                return
-            job = outcome.job
-            claim = claim_of(job)
-            with self._guard:
-                self._running.pop(claim, None)
-                lost = claim in self._lost
-                self._lost.discard(claim)
-            if lost:
-                self.core.record(WorkerEvent("lock_lost", job, outcome.seconds))
-            elif outcome.error is None:
-                done.append(Finished(job, outcome.seconds))
-            else:
-                self._fail(job, outcome.error, outcome.seconds)
-
-    def _fail(self, job: Job, exc: BaseException, seconds: float) -> None:
-        text = error_text(exc)
-        self.core.record(WorkerEvent("failed", job, seconds, text))
-        delay = self.core.retry_delay(job)
-        code = self.queue._drive(self.queue._core.nack(job, delay, text))
-        if code == 2:
-            self.core.record(WorkerEvent("dead_lettered", job, seconds, text))
-        elif code == 1:
-            self.core.record(WorkerEvent("retried", job, seconds, text, delay))
-        else:
-            self.core.record(WorkerEvent("lock_lost", job, seconds))
 
     def run(self, *, install_signals: bool = True) -> WorkerStats:
         """Work until :meth:`stop` (or SIGTERM/SIGINT); returns the counters.
@@ -213,16 +114,23 @@ class Worker(WorkerBase[Queue]):
                 previous[sig] = signal.signal(sig, self._on_signal)
         core = self.core
         for _ in range(core.concurrency):
-            self._start_thread()
-        extender = threading.Thread(target=self._extend_loop, name="delayq-extender", daemon=True)
-        extender.start()
-        core.log.info("worker started on %r: concurrency %d, lock_ttl %.1fs", self.queue, core.concurrency, core.lock_ttl)
+            self._start_slot()
+        keepalive = threading.Thread(target=self._keepalive, name="delayq-keepalive", daemon=True)
+        keepalive.start()
+        core.log.info(
+            "worker started on %r as %s: concurrency %d, prefetch up to %d, lock_ttl %.1fs",
+            self.queue,
+            self.id,
+            core.concurrency,
+            core.prefetch,
+            core.lock_ttl,
+        )
         done: list[Finished] = []
         failures = 0
         try:
             while not self._stop.is_set():
                 try:
-                    claimed = self._cycle(done)
+                    busy = self._cycle(done)
                     failures = 0
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     # Redis restarting or failing over: keep the finished jobs for the next call
@@ -232,8 +140,8 @@ class Worker(WorkerBase[Queue]):
                     core.log.warning("Redis unreachable (%s); retrying in %.1fs", exc, pause)
                     self._stop.wait(pause)
                     continue
-                if not claimed and (self._running or self._serving < core.concurrency):
-                    self._wait_result(BUSY_POLL_S)
+                if not busy:
+                    self._wait(BUSY_POLL_S)
             self._shutdown(done)
         finally:
             self._hard.set()
@@ -243,71 +151,186 @@ class Worker(WorkerBase[Queue]):
                 core.log.warning("%d abandoned handler threads still run; they end with the process", len(self._abandoned))
             for signum, old in previous.items():
                 signal.signal(signum, old)
+            keepalive.join(5)
+            if self.heartbeat:
+                try:
+                    self.queue.remove_heartbeat(self.id)
+                except Exception as exc:
+                    core.log.warning("removing the heartbeat failed (%s); it expires within %.0fs", exc, HEARTBEAT_TTL_S)
         core.log.info("worker stopped: %s", core.stats)
         return core.stats
 
     def _cycle(self, done: list[Finished]) -> bool:
-        """Settle finished handlers, ack ``done`` (emptied once acked) and claim for the free capacity.
+        """Settle finished handlers, ack ``done`` (emptied once acked) and claim into the buffer.
 
         Returns:
-            Whether new jobs were claimed.
+            Whether to go round again at once (jobs came, or more finished meanwhile).
         """
+        core = self.core
         self._expire()
         self._settle(done)
-        free = self._serving - len(self._running)
-        if free > 0:
+        room = core.room(self._serving)
+        if room:
+            acks = done[:MAX_BATCH]
             # no long-poll with acks to send: if a later step of it failed, the acks it applied
             # would be sent again and refused, and the worker would count them as lost
-            wait = self.core.poll if not self._running and not done else 0
-            result = self.queue._ack_and_claim([f.job for f in done], free, self.core.lock_ttl, wait)
-            done[:] = self.core.acked(done, result)
+            wait = core.poll if not core.held and not done else 0
+            result = self.queue.ack_and_claim([job for job, _ in acks], room, core.lock_ttl, wait=wait)
+            done[:] = core.acked(acks, result) + done[MAX_BATCH:]
             jobs = result.jobs
+            core.hold(jobs, time.monotonic())
+            self._low = core.target // 2
+            put = self._inbox.put
             for job in jobs:
-                with self._guard:
-                    self._running[claim_of(job)] = job
-                self._inbox.put(job)
-            return bool(jobs)
-        if done:
-            settled = self.queue._ack_claims([f.job for f in done])
-            done[:] = self.core.acked(done, settled)
+                put(job)
+            return bool(jobs) or wait > 0
+        if core.ack_due(done, time.monotonic()):
+            acks = done[:MAX_BATCH]
+            settled = self.queue.ack_claims([job for job, _ in acks])
+            done[:] = core.acked(acks, settled) + done[MAX_BATCH:]
         return False
 
-    def _wait_result(self, timeout: float) -> None:
-        """Sleep until a handler finishes (or ``timeout``), keeping its outcome for _settle."""
-        with contextlib.suppress(queue_module.Empty):
-            self._results.put(self._results.get(timeout=timeout))
+    def _settle(self, done: list[Finished]) -> None:
+        """Take finished handlers' outcomes: successes join ``done``, failures are nacked, jobs
+        the handler threads did not start because the worker stops are given back."""
+        outcomes = self._outcomes
+        taken = [outcomes.popleft() for _ in range(len(outcomes))]
+        failures, unstarted = self.core.settle(taken, done)
+        for job, seconds, text, delay in failures:
+            self._fail(job, seconds, text, delay)
+        for job in unstarted:
+            self._release(job)
+
+    def _fail(self, job: Job, seconds: float, text: str, delay: float) -> None:
+        """Nack a failed job with its retry delay and error, and count what the nack did."""
+        try:
+            outcome: str | BaseException = self.queue.fail(job, delay, error=text)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            outcome = exc
+        self.core.nacked(job, seconds, text, delay, outcome)
+
+    def _start_slot(self) -> None:
+        # daemon threads: a hard stop must not wait for a handler at interpreter exit
+        # (ThreadPoolExecutor's threads are joined there)
+        threading.Thread(target=self._serve, name="delayq-handler", daemon=True).start()
+
+    def _serve(self) -> None:
+        """A handler slot: run buffered jobs one after another until told to end."""
+        core, handler, running, outcomes = self.core, self.handler, self._running, self._outcomes
+        get, monotonic = self._inbox.get, time.monotonic
+        while (job := get()) is not None:
+            claim = (job.id, job.token)
+            if self._stop.is_set():
+                outcomes.append((job, 0.0, Skipped.STOPPING))
+                continue
+            now = monotonic()
+            if not core.runnable(claim, now):
+                outcomes.append((job, 0.0, Skipped.LOST))
+                continue
+            running[claim] = now
+            error: BaseException | None = None
+            try:
+                handler(job)
+            except BaseException as exc:  # a handler's failure is the job's, never the worker's
+                error = exc
+            if running.pop(claim, None) is not None:
+                outcomes.append((job, monotonic() - now, error))
+                if self._waiting and (error is not None or self._inbox.qsize() <= self._low):
+                    self._wake.set()
+                continue
+            # given up at its timeout: the job was settled then, so this result is ignored;
+            # the thread serves again if the worker runs short, else its replacement has its slot
+            with self._guard:
+                self._abandoned.discard(claim)
+                serve = self._serving < core.concurrency
+                if serve:
+                    self._serving += 1
+            core.log.warning("job %s: its abandoned handler returned after the timeout; result ignored", job.id)
+            if not serve:
+                return
+
+    def _expire(self) -> None:
+        """Give up the handlers that ran past the timeout: each one's outcome is a TimeoutError
+        (settled as a failure), and a new thread takes its slot while few enough are abandoned."""
+        core = self.core
+        now = time.monotonic()
+        expired = []
+        for claim in core.overdue(self._running, now):
+            start = self._running.pop(claim, None)
+            if start is not None:  # else its thread just ended it
+                entry = core.held.get(claim)
+                if entry is not None:
+                    expired.append(entry[0])
+                    self._outcomes.append((entry[0], now - start, core.timeout_error()))
+        if not expired:
+            return
+        with self._guard:
+            self._abandoned.update((job.id, job.token) for job in expired)
+            self._serving -= len(expired)
+            stuck = len(self._abandoned)
+            replace = min(len(expired), max(0, core.max_abandoned - (stuck - len(expired))))
+            self._serving += replace
+        for job in expired:
+            core.abandoned(job, stuck)
+        for _ in range(replace):
+            self._start_slot()
+
+    def _keepalive(self) -> None:
+        """Extend the locks of held jobs, and write the heartbeat, until the worker has stopped."""
+        core = self.core
+        next_beat = 0.0
+        while not self._hard.is_set():
+            now = time.monotonic()
+            for entry in core.to_extend(now):
+                try:
+                    core.extended(entry, self.queue.extend(entry[0], core.lock_ttl), now)
+                except Exception:
+                    core.log.exception("extending the lock of job %s failed; will retry", entry[0].id)
+            if self.heartbeat and now >= next_beat:
+                try:
+                    self.queue.heartbeat(self.id, self.heartbeat_entry(), HEARTBEAT_TTL_S)
+                    next_beat = now + HEARTBEAT_EVERY_S
+                except Exception as exc:
+                    core.log.warning("writing the heartbeat failed (%s); will retry", exc)
+                    next_beat = now + 1
+            self._hard.wait(min(core.extend_every / 2, HEARTBEAT_EVERY_S))
+
+    def _wait(self, timeout: float) -> None:
+        """Sleep until a handler thread has work for the main loop, or ``timeout``."""
+        self._waiting = True
+        if not self._outcomes:
+            self._wake.wait(timeout)
+        self._waiting = False
+        self._wake.clear()
 
     def _shutdown(self, done: list[Finished]) -> None:
-        """Give back unstarted jobs at once, let running ones finish within the grace period."""
+        """Give back buffered jobs at once, let running ones finish within the grace period."""
         unstarted = []
         while True:
             try:
                 job = self._inbox.get_nowait()
-            except queue_module.Empty:
+            except Empty:
                 break
             if job is not None:
                 unstarted.append(job)
-        with self._guard:
-            for job in unstarted:
-                self._running.pop(claim_of(job), None)
         for job in unstarted:
+            self.core.held.pop((job.id, job.token), None)
             self._release(job)
         deadline = time.monotonic() + self.core.grace
         while self._running and not self._hard.is_set() and time.monotonic() < deadline:
-            self._wait_result(min(0.05, max(0.0, deadline - time.monotonic())))
+            self._wait(min(BUSY_POLL_S, max(0.0, deadline - time.monotonic())))
             self._expire()
             self._settle(done)
         self._settle(done)
         if done:
             try:
-                result = self.queue._ack_claims([f.job for f in done])
+                result = self.queue.ack_claims([job for job, _ in done])
             except Exception as exc:
                 self.core.log.error("acking the finished jobs on shutdown failed: %s", exc)
-                result = AckResult(0, [], [f.job for f in done])
+                result = AckResult(0, [], [job for job, _ in done])
             self.core.acked(done, result, final=True)
-        with self._guard:
-            left = list(self._running.values())
-            self._running.clear()
+        left = [entry[0] for entry in self.core.held.values()]
+        self.core.held.clear()
         for job in left:  # hard stop or grace over: back to the queue now, not after the lock expires
             self._release(job)
 

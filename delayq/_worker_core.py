@@ -1,134 +1,99 @@
-"""What the sync and the async worker share: settings, retry backoff, counters, events, logging."""
+"""What the thread and the asyncio worker share: settings, prefetch sizing, the claims held,
+the outcome-to-event decisions, counters and logging. No I/O: each twin only runs the calls.
+
+A claim's way through a worker::
+
+    claimed (ack_and_claim) -> held, in the prefetch buffer -> running -> finished
+        -> acked with the next claim ("processed"), nacked ("retried", "dead_lettered"),
+           or found lost ("lock_lost"); on a stop, unstarted or unfinished: released ("returned")
+
+Every claim the worker holds, buffered or running, is in :attr:`WorkerCore.held` until it is
+settled; its lock is extended while it is held, so a prefetched job's wait counts against its
+lock like its run does, and a stop gives it back at once without using an attempt.
+"""
 
 from __future__ import annotations
 
+import enum
 import logging
-import math
+import os
 import random
+import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from ._core import MAX_BATCH, MAX_LOCK_TTL_S, AckResult, DequeueResult, to_ms
 from ._errors import InvalidArgument, InvalidType
+from ._heartbeats import heartbeat_entry
+from ._replies import AckResult, DequeueResult
 from ._types import Job
+from ._validate import MAX_BATCH, MAX_LOCK_TTL_S, to_ms
+from ._worker_types import Backoff, Claim, EventKind, WorkerEvent, WorkerStats, claim_of, error_text
 
 __all__ = [
+    "BUSY_POLL_S",
+    "DEFAULT_TIMEOUT_S",
+    "PREFETCH_WINDOW_S",
     "Backoff",
     "Claim",
     "EventKind",
     "Finished",
+    "Held",
+    "Outcome",
+    "Skipped",
     "WorkerBase",
     "WorkerCore",
     "WorkerEvent",
     "WorkerStats",
-    "bounded_text",
     "claim_of",
     "error_text",
     "outage_pause",
 ]
 
-Claim = tuple[str, str]
-"""A claim: (job id, token). Ids are re-usable once a job is gone, so a worker tracks claims (DESIGN rule 8)."""
-
-EventKind = Literal["processed", "failed", "retried", "dead_lettered", "lock_lost", "returned"]
-
-MAX_ERROR_CHARS = 2000
-"""Longest error text kept with a job."""
 DEFAULT_TIMEOUT_S = 300.0
 """How long a handler may run by default: arq's default (RQ has 180 s, saq 10 s). Long enough for
 the jobs a queue like this usually runs, short enough that a hung handler does not hold a slot for
 hours; set ``timeout=None`` for no limit."""
 MAX_TIMEOUT_S = 7 * 24 * 3600
 """Longest handler timeout: a week."""
+BUSY_POLL_S = 0.05
+"""While it holds jobs and has nothing else to do, a worker looks again this often: finished jobs
+wait at most this long for their ack, and a queue with nothing due is asked again this often (a
+long-poll would keep finished jobs from being acked promptly)."""
+PREFETCH_WINDOW_S = 0.05
+"""The prefetch buffer holds about what the handlers finish in this long (at least ``concurrency``,
+at most ``prefetch``): large enough that no-op handlers never wait for a claim, small enough that a
+worker with slow handlers does not hoard jobs that other workers could run."""
+RATE_INTERVAL_S = 0.01
+"""Shortest interval over which the finishing rate that sizes the buffer is measured."""
+OUTAGE_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+"""How long a worker waits after each successive failure to reach Redis before trying again."""
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Retry delays: ``base * factor ** (attempts - 1)``, capped at ``cap``, spread by ±``jitter``.
+class Skipped(enum.Enum):
+    """Why a claimed job's handler did not run."""
 
-    Args:
-        base: Seconds before the first retry.
-        factor: Growth per attempt (>= 1).
-        cap: Longest delay, in seconds.
-        jitter: Random spread, a fraction in [0, 1): 0.2 means ±20%, so that jobs
-            that failed together do not all come back at once.
-
-    Raises:
-        InvalidArgument, InvalidType: A value out of range (checked when the worker is made).
-    """
-
-    base: float = 1.0
-    factor: float = 2.0
-    cap: float = 300.0
-    jitter: float = 0.2
-
-    def check(self) -> Backoff:
-        """Validate the fields; returns self."""
-        for label, value in (("base", self.base), ("factor", self.factor), ("cap", self.cap), ("jitter", self.jitter)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InvalidType(f"Backoff.{label} must be a number, got {value!r}")
-            if not math.isfinite(value) or value < 0:
-                raise InvalidArgument(f"Backoff.{label} must be a finite number >= 0, got {value!r}")
-        if self.factor < 1:
-            raise InvalidArgument(f"Backoff.factor must be >= 1, got {self.factor!r}")
-        if self.jitter >= 1:
-            raise InvalidArgument(f"Backoff.jitter must be below 1, got {self.jitter!r}")
-        to_ms(self.cap, "Backoff.cap", minimum_ms=0, maximum_s=10 * 365 * 24 * 3600)
-        return self
-
-    def delay(self, attempts: int, rng: random.Random) -> float:
-        """Seconds to wait before the next delivery of a job that failed on its ``attempts``-th claim."""
-        exponent = min(max(attempts - 1, 0), 64)
-        raw = min(self.cap, self.base * self.factor**exponent)
-        return min(self.cap, max(0.0, raw * rng.uniform(1 - self.jitter, 1 + self.jitter)))
+    LOST = "lost"
+    """Its lock was found lost, or too near its expiry to start (another consumer may have it)."""
+    STOPPING = "stopping"
+    """The worker is stopping: the job goes back unstarted, without using an attempt."""
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerEvent:
-    """One thing that happened to a job in a worker, for metrics hooks.
+Outcome = tuple[Job, float, "BaseException | Skipped | None"]
+"""What a handler slot reports: (job, seconds the handler ran, its error, a Skipped, or None)."""
 
-    Attributes:
-        kind: "processed" (handler succeeded, and the ack was applied), "failed" (handler
-            raised), "retried" (given back with a delay), "dead_lettered", "lock_lost" (the
-            lock expired or the job was cancelled before the ack or give-back: not acked;
-            it comes back by itself if it still exists),
-            "returned" (claimed but not finished, given back at once on shutdown, its attempt
-            not counted: see ``Queue.release``).
-        job: The job.
-        seconds: How long the handler ran (0 when it did not run).
-        error: The error text for "failed", "retried" and "dead_lettered".
-        delay: The retry delay in seconds for "retried".
-    """
-
-    kind: EventKind
-    job: Job
-    seconds: float = 0.0
-    error: str | None = None
-    delay: float | None = None
+Finished = tuple[Job, float]
+"""A job whose handler returned, waiting for its ack (sent with the next claim): (job, seconds)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """A job whose handler returned, waiting for its ack (sent with the next claim)."""
-
-    job: Job
-    seconds: float
-    uncertain: bool = False
-    """A call that carried its ack failed, so the ack may have been applied though no reply said so."""
-
-
-@dataclass
-class WorkerStats:
-    """Counters since the worker started (read them any time)."""
-
-    processed: int = 0
-    failed: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    lock_lost: int = 0
-    returned: int = 0
+Held = list[Any]
+"""A claim the worker holds (buffered or running): ``[job, since, lost]``, where ``since`` is when
+the lock was last made to last ``lock_ttl`` (time.monotonic(), at the claim or the last extend) and
+``lost`` whether an extend found it lost. A list changed in place, because the extender and the
+settling loop both touch it: a settled claim's entry leaves ``held``, and an extend still under way
+may update it harmlessly. (A list, not a class: one is made per job, on the hot path.)"""
 
 
 @dataclass
@@ -136,6 +101,7 @@ class WorkerCore:
     """A worker's settings and bookkeeping, shared by the thread and the asyncio worker. No I/O."""
 
     concurrency: int
+    prefetch: int
     lock_ttl: float
     poll: float
     backoff: Backoff
@@ -146,6 +112,18 @@ class WorkerCore:
     log: logging.Logger
     stats: WorkerStats = field(default_factory=WorkerStats)
     rng: random.Random = field(default_factory=random.Random)
+    held: dict[Claim, Held] = field(default_factory=dict)
+    """Every claim held and not yet settled: in the prefetch buffer or running."""
+    uncertain: set[Claim] = field(default_factory=set)
+    """Finished claims whose ack rode on a call that failed: it may have been applied."""
+    target: int = 0
+    """How many claimed jobs the prefetch buffer aims to hold now (see PREFETCH_WINDOW_S)."""
+    rate: float = 0.0
+    """Jobs settled per second, as last measured."""
+    ack_by: float = 0.0
+    """When the oldest finished job not yet acked must be acked (time.monotonic())."""
+    _counted: int = 0
+    _counted_since: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -153,6 +131,7 @@ class WorkerCore:
         cls,
         *,
         concurrency: int,
+        prefetch: int | None,
         lock_ttl: float,
         poll: float,
         backoff: Backoff | None,
@@ -171,6 +150,10 @@ class WorkerCore:
             raise InvalidType(f"concurrency must be an int, got {concurrency!r}")
         if not 1 <= concurrency <= MAX_BATCH:
             raise InvalidArgument(f"concurrency must be between 1 and {MAX_BATCH}, got {concurrency!r}")
+        if prefetch is not None and (isinstance(prefetch, bool) or not isinstance(prefetch, int)):
+            raise InvalidType(f"prefetch must be an int or None, got {prefetch!r}")
+        if prefetch is not None and not 0 <= prefetch <= MAX_BATCH:
+            raise InvalidArgument(f"prefetch must be between 0 and {MAX_BATCH}, got {prefetch!r}")
         ttl_ms = to_ms(lock_ttl, "lock_ttl", minimum_ms=10, maximum_s=MAX_LOCK_TTL_S)
         poll_s = to_ms(poll, "poll", minimum_ms=0, maximum_s=60) / 1000
         every_s = (
@@ -184,8 +167,10 @@ class WorkerCore:
         timeout_s = None if timeout is None else to_ms(timeout, "timeout", minimum_ms=1, maximum_s=MAX_TIMEOUT_S) / 1000
         if on_event is not None and not callable(on_event):
             raise InvalidType(f"on_event must be callable, got {on_event!r}")
+        cap = MAX_BATCH if prefetch is None else prefetch
         return cls(
             concurrency=concurrency,
+            prefetch=cap,
             lock_ttl=ttl_ms / 1000,
             poll=poll_s,
             backoff=(backoff or Backoff()).check(),
@@ -194,42 +179,105 @@ class WorkerCore:
             timeout=timeout_s,
             on_event=on_event,
             log=logger or logging.getLogger("delayq.worker"),
+            target=min(concurrency, cap),
         )
 
-    def timeout_error(self) -> TimeoutError:
-        """The failure of a handler that ran past ``timeout`` (its text is kept with the job)."""
-        return TimeoutError(f"the handler ran longer than the worker's timeout of {self.timeout:g}s")
+    # -- claiming: how many, and what is held
 
-    @property
-    def max_abandoned(self) -> int:
-        """Most handler threads given up at their timeout that are replaced while they still run
-        (a thread cannot be killed): one per slot, so at most 2 x concurrency threads. Past that,
-        the worker runs with fewer slots until some of them return."""
-        return self.concurrency
+    def room(self, slots: int) -> int:
+        """How many jobs to claim now (0: none): enough to fill ``slots`` free-or-busy handler slots
+        plus the prefetch buffer's target, once at least half the buffer (or a slot) is free."""
+        room = slots + self.target - len(self.held)
+        return min(room, MAX_BATCH) if room >= max(1, self.target // 2) else 0
 
-    def abandoned(self, job: Job, stuck: int) -> None:
-        """Log a plain handler's thread given up at its timeout; ``stuck`` such threads still run."""
-        self.log.warning(
-            "job %s: handler ran past the %gs timeout; its thread cannot be stopped and is abandoned "
-            "(its result will be ignored); %d abandoned handler threads still run",
-            job.id,
-            self.timeout,
-            stuck,
-        )
-        if stuck > self.max_abandoned:
-            self.log.error(
-                "%d abandoned handler threads still run, more than the %d replaced: the worker runs "
-                "%d of its %d slots until they return; look for handlers that hang",
-                stuck,
-                self.max_abandoned,
-                self.concurrency - (stuck - self.max_abandoned),
-                self.concurrency,
-            )
+    def hold(self, jobs: Iterable[Job], now: float) -> None:
+        """Note jobs just claimed (at ``now``, time.monotonic()): held until settled."""
+        held = self.held
+        for job in jobs:
+            held[job.id, job.token] = [job, now, False]
 
-    def retry_delay(self, job: Job) -> float:
-        """The backoff delay for a job that just failed on its ``job.attempts``-th claim."""
-        with self._lock:  # random.Random is not meant to be shared between threads unguarded
-            return self.backoff.delay(job.attempts, self.rng)
+    def measure(self, settled: int, now: float) -> None:
+        """Count ``settled`` jobs and, every RATE_INTERVAL_S, resize the prefetch target to what the
+        handlers finish in PREFETCH_WINDOW_S (a lull halves the rate, not zeroes it)."""
+        self._counted += settled
+        elapsed = now - self._counted_since
+        if elapsed < RATE_INTERVAL_S:
+            return
+        self.rate = max(self._counted / elapsed, self.rate / 2)
+        self._counted, self._counted_since = 0, now
+        self.target = max(min(self.concurrency, self.prefetch), min(self.prefetch, int(self.rate * PREFETCH_WINDOW_S)))
+
+    def runnable(self, claim: Claim, now: float) -> bool:
+        """Whether a held job may start: an extend did not find its lock lost, and by this
+        process's clock the lock has more than a tenth of ``lock_ttl`` left (so a job that waited
+        in the buffer while its extends failed is not run beside another consumer's claim)."""
+        entry = self.held.get(claim)
+        return entry is not None and not entry[2] and now - entry[1] < self.lock_ttl * 0.9
+
+    def to_extend(self, now: float) -> list[Held]:
+        """The held claims whose lock was last made to last ``lock_ttl`` more than half
+        ``extend_every`` ago (a job that finishes quickly is never extended)."""
+        age = self.extend_every / 2
+        return [entry for entry in list(self.held.values()) if not entry[2] and now - entry[1] >= age]
+
+    def extended(self, entry: Held, held: bool, now: float) -> None:
+        """Note an extend's answer: the lock lasts ``lock_ttl`` from ``now``, or it was found lost."""
+        if held:
+            entry[1] = now
+        else:
+            entry[2] = True
+            self.log.warning("job %s: lock lost while held (expired or cancelled); it will not be acked", entry[0].id)
+
+    # -- settling: the outcome-to-event decisions
+
+    def settle(self, outcomes: Iterable[Outcome], done: list[Finished]) -> tuple[list[tuple[Job, float, str, float]], list[Job]]:
+        """Take handlers' outcomes: successes join ``done`` (acked, and counted, with the next call),
+        lost locks are counted, failures are counted and returned for a nack.
+
+        Returns:
+            (failures to nack: (job, seconds, error text, retry delay); jobs to release unstarted).
+        """
+        failures, unstarted = [], []
+        held, count, waiting = self.held, 0, len(done)
+        for job, seconds, error in outcomes:
+            count += 1
+            entry = held.pop((job.id, job.token), None)
+            if error is Skipped.STOPPING:
+                unstarted.append(job)
+            elif error is Skipped.LOST or entry is None or entry[2]:
+                self.record(WorkerEvent("lock_lost", job, seconds))
+            elif error is None:
+                done.append((job, seconds))
+            else:
+                assert isinstance(error, BaseException)
+                text = error_text(error)
+                self.record(WorkerEvent("failed", job, seconds, text))
+                with self._lock:  # random.Random is not meant to be shared between threads unguarded
+                    delay = self.backoff.delay(job.attempts, self.rng)
+                failures.append((job, seconds, text, delay))
+        now = time.monotonic()
+        if not waiting and done:
+            self.ack_by = now + BUSY_POLL_S
+        self.measure(count, now)
+        return failures, unstarted
+
+    def ack_due(self, done: list[Finished], now: float) -> bool:
+        """Whether to ack ``done`` on its own rather than with the next claim: acks wait for a
+        claim at most BUSY_POLL_S, and never pile up past one call's worth."""
+        return bool(done) and (len(done) >= MAX_BATCH or now >= self.ack_by)
+
+    def nacked(self, job: Job, seconds: float, text: str, delay: float, outcome: str | BaseException) -> None:
+        """Count what a failed job's nack did (``outcome``: "retried", "dead_lettered", "lock_lost",
+        or the error of a nack that failed: then it comes back when its lock expires)."""
+        if isinstance(outcome, BaseException):
+            self.log.error("giving failed job %s back failed (%s); it comes back when its lock expires", job.id, outcome)
+            outcome = "lock_lost"
+        if outcome == "retried":
+            self.record(WorkerEvent("retried", job, seconds, text, delay))
+        elif outcome == "dead_lettered":
+            self.record(WorkerEvent("dead_lettered", job, seconds, text))
+        else:
+            self.record(WorkerEvent("lock_lost", job, seconds))
 
     def acked(self, done: list[Finished], result: AckResult | DequeueResult, *, final: bool = False) -> list[Finished]:
         """Count what acking ``done`` did: "processed" for each ack applied, "lock_lost" for each one
@@ -246,27 +294,43 @@ class WorkerCore:
         Returns:
             The jobs of ``done`` whose ack was not tried, to send again (none when ``final``).
         """
+        if not result.refused and not result.unapplied and not self.uncertain:
+            self._processed(done)  # the hot path: every ack applied
+            return []
         lost = {claim_of(job) for job in result.refused}
         gone = {claim_of(job) for job in result.gone}
         again = {claim_of(job) for job in result.unapplied}
-        left = []
-        for finished in done:
-            claim = claim_of(finished.job)
+        left, applied = [], []
+        for job, seconds in done:
+            claim = claim_of(job)
             if claim in again and not final:
-                left.append(Finished(finished.job, finished.seconds, uncertain=True))  # a call failed: maybe applied
+                left.append((job, seconds))  # a call failed: maybe applied; still uncertain
                 continue
-            applied = claim not in lost and claim not in again
-            if claim in gone and finished.uncertain:
-                applied = True
-                self.log.info("job %s: an earlier ack's reply was lost and the job is gone: counted as acked", finished.job.id)
-            self.record(WorkerEvent("processed" if applied else "lock_lost", finished.job, finished.seconds))
+            uncertain = claim in self.uncertain
+            self.uncertain.discard(claim)
+            if claim in gone and uncertain:
+                self.log.info("job %s: an earlier ack's reply was lost and the job is gone: counted as acked", job.id)
+            if (claim not in lost and claim not in again) or (claim in gone and uncertain):
+                applied.append((job, seconds))
+            else:
+                self.record(WorkerEvent("lock_lost", job, seconds))
+        self._processed(applied)
         if final and again:
             self.log.error("%d finished jobs could not be acked; they come back when their locks expire", len(again))
         return left
 
+    def _processed(self, done: list[Finished]) -> None:
+        """Count acked jobs "processed": one event each only when someone listens."""
+        if self.on_event is not None or self.log.isEnabledFor(logging.DEBUG):
+            for job, seconds in done:
+                self.record(WorkerEvent("processed", job, seconds))
+            return
+        with self._lock:
+            self.stats.processed += len(done)
+
     def unsure(self, done: list[Finished]) -> None:
         """Mark ``done`` after a failed call that carried their acks: the call may have applied them."""
-        done[:] = [Finished(f.job, f.seconds, uncertain=True) for f in done]
+        self.uncertain.update(claim_of(job) for job, _ in done)
 
     def returned(self, job: Job, released: bool | BaseException) -> None:
         """Count a job given back unfinished with ``release`` (its attempt undone): "returned", or
@@ -299,9 +363,49 @@ class WorkerCore:
             except Exception:
                 self.log.exception("the on_event hook raised for job %s", job.id)
 
+    # -- timeouts
 
-OUTAGE_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-"""How long a worker waits after each successive failure to reach Redis before trying again."""
+    def timeout_error(self) -> TimeoutError:
+        """The failure of a handler that ran past ``timeout`` (its text is kept with the job)."""
+        return TimeoutError(f"the handler ran longer than the worker's timeout of {self.timeout:g}s")
+
+    @property
+    def max_abandoned(self) -> int:
+        """Most handler threads given up at their timeout that are replaced while they still run
+        (a thread cannot be killed): one per slot, so at most 2 x concurrency threads. Past that,
+        the worker runs with fewer slots until some of them return."""
+        return self.concurrency
+
+    def abandoned(self, job: Job, stuck: int) -> None:
+        """Log a plain handler's thread given up at its timeout; ``stuck`` such threads still run."""
+        self.log.warning(
+            "job %s: handler ran past the %gs timeout; its thread cannot be stopped and is abandoned "
+            "(its result will be ignored); %d abandoned handler threads still run",
+            job.id,
+            self.timeout,
+            stuck,
+        )
+        if stuck > self.max_abandoned:
+            self.log.error(
+                "%d abandoned handler threads still run, more than the %d replaced: the worker runs "
+                "%d of its %d slots until they return; look for handlers that hang",
+                stuck,
+                self.max_abandoned,
+                self.concurrency - (stuck - self.max_abandoned),
+                self.concurrency,
+            )
+
+    def overdue(self, running: dict[Claim, Any], now: float) -> list[Claim]:
+        """The running claims (claim -> start, or (start, ...)) past the timeout, oldest first."""
+        timeout = self.timeout
+        if timeout is None:
+            return []
+        late = []
+        for claim, value in list(running.items()):
+            start = value[0] if isinstance(value, tuple) else value
+            if now - start >= timeout:
+                late.append(claim)
+        return late
 
 
 def outage_pause(failures: int) -> float:
@@ -309,33 +413,12 @@ def outage_pause(failures: int) -> float:
     return OUTAGE_BACKOFF_S[min(failures, len(OUTAGE_BACKOFF_S)) - 1]
 
 
-def error_text(exc: BaseException) -> str:
-    """The text kept with a failed job: the exception's type and message, bounded."""
-    try:
-        message = str(exc)
-    except Exception:  # an exception whose __str__ fails still fails its job, not the worker
-        message = f"<unprintable {type(exc).__name__}>"
-    return bounded_text(f"{type(exc).__name__}: {message}")
-
-
-def bounded_text(text: str) -> str:
-    """``text`` as Redis can keep it: at most MAX_ERROR_CHARS, and valid UTF-8 (a lone surrogate,
-    as ``os.fsdecode`` leaves for undecodable bytes, becomes its ``\\udcxx`` escape)."""
-    text = text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def claim_of(job: Job) -> Claim:
-    """The claim a job was delivered by."""
-    return (job.id, job.token)
-
-
 QueueT = TypeVar("QueueT")
 
 
 class WorkerBase(Generic[QueueT]):
     """What the thread and the asyncio worker share besides their loops: checking the settings,
-    the counters, and stop requests (graceful first, hard the second time)."""
+    the counters, the heartbeat entry, and stop requests (graceful first, hard the second time)."""
 
     queue_type: ClassVar[type] = object
     """The queue class this worker drives (set by each worker)."""
@@ -348,24 +431,29 @@ class WorkerBase(Generic[QueueT]):
         handler: Callable[[Job], Any],
         *,
         concurrency: int = 8,
+        prefetch: int | None = None,
         lock_ttl: float = 30,
         poll: float = 1.0,
         backoff: Backoff | None = None,
         extend_every: float | None = None,
         grace: float = 30,
         timeout: float | None = DEFAULT_TIMEOUT_S,
+        heartbeat: bool = True,
         on_event: Callable[[WorkerEvent], None] | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         if not isinstance(queue, self.queue_type):
-            kind = f"{self.queue_type.__module__.replace('._sync', '')}.{self.queue_type.__qualname__}"
+            kind = f"{self.queue_type.__module__}.{self.queue_type.__qualname__}"
             raise InvalidType(f"queue must be a {kind} (use {self.twin} for the other kind), got {queue!r}")
         if not callable(handler):
             raise InvalidType(f"handler must be callable, got {handler!r}")
+        if not isinstance(heartbeat, bool):
+            raise InvalidType(f"heartbeat must be a bool, got {heartbeat!r}")
         self.queue: QueueT = queue
         self.handler: Callable[[Job], Any] = handler
         self.core = WorkerCore.make(
             concurrency=concurrency,
+            prefetch=prefetch,
             lock_ttl=lock_ttl,
             poll=poll,
             backoff=backoff,
@@ -375,10 +463,12 @@ class WorkerBase(Generic[QueueT]):
             on_event=on_event,
             logger=logger,
         )
+        self.heartbeat = heartbeat
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+        """This worker's id in the queue's heartbeat hash (host:pid:random)."""
+        self.started = time.time()
         self._stop = threading.Event()
         self._hard = threading.Event()
-        self._lost: set[Claim] = set()
-        """Claims whose lock an extend found lost while the handler ran."""
         self._setup()
 
     def _setup(self) -> None:
@@ -388,6 +478,10 @@ class WorkerBase(Generic[QueueT]):
     def stats(self) -> WorkerStats:
         """The worker's counters: processed, failed, retried, dead_lettered, lock_lost, returned."""
         return self.core.stats
+
+    def heartbeat_entry(self) -> str:
+        """This worker's entry in the queue's heartbeat hash, as of now (see delayq._heartbeats)."""
+        return heartbeat_entry(self.core.concurrency, vars(self.core.stats), self.started, time.time())
 
     def stop(self, *, hard: bool = False) -> None:
         """Ask the worker to stop: gracefully the first time, at once with ``hard`` or a second time."""

@@ -3,13 +3,17 @@
 Two kinds, as Prometheus's conventions want them:
 
 - **Queue gauges, read from Redis at scrape time** (so they are right however many
-  processes enqueue or work): ``delayq_jobs{queue,state}`` for state ready, delayed,
-  in_flight and dead; ``delayq_oldest_ready_age_seconds{queue}`` (how far behind the
-  workers are: the number to alert on); ``delayq_queue_paused{queue}``; and
-  ``delayq_up`` (1 when Redis answered the scrape) and
+  processes enqueue or work): ``delayq_jobs{queue,shards,state}`` for state ready, delayed,
+  in_flight and dead; ``delayq_oldest_ready_age_seconds{queue,shards}`` (how far behind the
+  workers are: the number to alert on); ``delayq_queue_paused{queue,shards}``; and
+  ``delayq_up`` (1 when Redis answered for every queue) and
   ``delayq_scrape_duration_seconds``. :class:`QueueCollector` reads them with a sync
   client; the dashboard's ``/metrics`` reads them with its asyncio client. One stats
-  script call per queue (one per shard), O(log N) each.
+  script call per queue (one per shard), O(log N) each. ``queue`` is the queue's name as
+  given to ``Queue``, ``shards`` its shard count ("1" for a plain queue): a plain queue
+  ``a/3`` and a queue ``a`` of 3 shards are two series, whatever else the server holds.
+  A queue whose keys cannot be read (another program's key of the same name) is left
+  out of the scrape, and ``delayq_up`` is 0.
 - **Worker counters, fed by the worker's events**: ``delayq_worker_events_total{queue,event}``
   (event: processed, failed, retried, dead_lettered, lock_lost, returned) and the
   histogram ``delayq_handler_duration_seconds{queue,outcome}`` (outcome success or
@@ -34,9 +38,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from redis.exceptions import RedisClusterException
 
 from ._discover import find_queues
-from ._errors import InvalidType
+from ._errors import InvalidType, ScriptError
 from ._inspect import STATES, QueueRef
 from ._sync import Queue
 from ._types import QueueStats
@@ -48,7 +53,6 @@ __all__ = [
     "QueueCollector",
     "WorkerMetrics",
     "queue_families",
-    "queue_labels",
     "render",
 ]
 
@@ -59,19 +63,11 @@ DISCOVER_EVERY_S = 30.0
 """How long a list of queues found by SCAN is kept before the next scrape looks again."""
 
 
-def queue_labels(refs: Iterable[QueueRef]) -> dict[QueueRef, str]:
-    """The ``queue`` label of each queue: its name, or ``name/N`` for a sharded queue that shares
-    its name with another queue (a plain and a sharded queue of one name are two queues)."""
-    listed = list(refs)
-    names = [ref.name for ref in listed]
-    return {ref: ref.name if names.count(ref.name) == 1 or ref.shards == 1 else f"{ref.name}/{ref.shards}" for ref in listed}
-
-
-def queue_families(stats: Mapping[str, QueueStats], *, up: bool, seconds: float) -> list[Metric]:
+def queue_families(stats: Mapping[QueueRef, QueueStats], *, up: bool, seconds: float) -> list[Metric]:
     """The queue gauges for stats read at scrape time.
 
     Args:
-        stats: Each queue's stats, by its ``queue`` label.
+        stats: Each queue's stats.
         up: Whether Redis answered (when not, ``stats`` is empty).
         seconds: How long reading them took.
 
@@ -79,24 +75,27 @@ def queue_families(stats: Mapping[str, QueueStats], *, up: bool, seconds: float)
         The metric families, ready for a collector to yield.
     """
     jobs = GaugeMetricFamily(
-        "delayq_jobs", "Jobs in a queue by state, read from Redis at scrape time.", labels=["queue", "state"]
+        "delayq_jobs", "Jobs in a queue by state, read from Redis at scrape time.", labels=["queue", "shards", "state"]
     )
     age = GaugeMetricFamily(
         "delayq_oldest_ready_age_seconds",
         "Seconds since the oldest ready job of a queue came due (0 when none is ready): how far behind the workers are.",
-        labels=["queue"],
+        labels=["queue", "shards"],
     )
-    paused = GaugeMetricFamily("delayq_queue_paused", "1 while a queue is paused (workers claim nothing).", labels=["queue"])
-    for label, s in sorted(stats.items()):
+    paused = GaugeMetricFamily(
+        "delayq_queue_paused", "1 while a queue is paused (workers claim nothing).", labels=["queue", "shards"]
+    )
+    for ref, s in sorted(stats.items()):
+        labels = [ref.name, str(ref.shards)]
         for state in STATES:
-            jobs.add_metric([label, state], getattr(s, state))
-        age.add_metric([label], s.oldest_ready_age)
-        paused.add_metric([label], 1 if s.paused else 0)
+            jobs.add_metric([*labels, state], getattr(s, state))
+        age.add_metric(labels, s.oldest_ready_age)
+        paused.add_metric(labels, 1 if s.paused else 0)
     return [
         jobs,
         age,
         paused,
-        GaugeMetricFamily("delayq_up", "1 if Redis answered the last scrape of the queues, else 0.", value=1 if up else 0),
+        GaugeMetricFamily("delayq_up", "1 if Redis answered the last scrape for every queue, else 0.", value=1 if up else 0),
         GaugeMetricFamily("delayq_scrape_duration_seconds", "Seconds it took to read the queues from Redis.", value=seconds),
     ]
 
@@ -135,14 +134,15 @@ class QueueCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Read the stats (one script call per queue and shard) and yield the gauges."""
         started = time.perf_counter()
-        stats: dict[str, QueueStats] = {}
+        stats: dict[QueueRef, QueueStats] = {}
         up = True
         try:
-            refs = self.refs()
-            labels = queue_labels(refs)
-            for ref in refs:
-                stats[labels[ref]] = Queue(self.client, ref.name, prefix=self.prefix, shards=ref.shards).stats()
-        except (redis.RedisError, OSError):
+            for ref in self.refs():
+                try:
+                    stats[ref] = Queue(self.client, ref.name, prefix=self.prefix, shards=ref.shards).stats()
+                except ScriptError:  # this queue's keys hold something else: the others still count
+                    up = False
+        except (redis.RedisError, RedisClusterException, OSError):
             stats, up = {}, False
         yield from queue_families(stats, up=up, seconds=time.perf_counter() - started)
 

@@ -31,12 +31,12 @@ from datetime import datetime, timezone
 from typing import Any, Literal, Union
 
 from . import aio
-from ._core import MAX_BATCH, MAX_LOCK_TTL_S, Duration, _check_int, to_ms
 from ._errors import InvalidArgument, InvalidType
 from ._hooks import Decision, JobPolicy, check_attempts, decide
 from ._sync import Queue
 from ._types import Job
-from ._worker_core import Backoff, claim_of
+from ._validate import MAX_BATCH, MAX_LOCK_TTL_S, Duration, check_int, to_ms
+from ._worker_types import Backoff, claim_of
 from .tasks import Tasks
 
 __all__ = ["Clock", "Outcome", "OutcomeKind", "arun_due", "frozen_clock", "run_due"]
@@ -207,7 +207,7 @@ def _plan(
         raise InvalidType(f"policy must be callable, got {policy!r:.80}")
     if backoff is not None and not isinstance(backoff, Backoff):
         raise InvalidType(f"backoff must be a delayq.Backoff, got {backoff!r:.80}")
-    _check_int(limit, "limit", 1, 10**6)
+    check_int(limit, "limit", 1, 10**6)
     to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)
     return policy, (backoff or Backoff()).check()
 

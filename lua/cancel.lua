@@ -1,32 +1,43 @@
 --[[ cancel: remove a job wherever it is (ready, delayed, in flight or dead), with all its data.
 A worker holding the job finds its lock lost (ack/nack/extend answer False).
-KEYS[1] due      (zset)
-KEYS[2] lease    (zset)
-KEYS[3] payload  (hash)
-KEYS[4] meta     (hash)
-KEYS[5] dead     (zset)
-KEYS[6] errors   (hash)
+KEYS[1] due      (zset)  job id -> due time ms
+KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
+KEYS[3] payload  (hash)  job id -> payload
+KEYS[4] meta     (hash)  job id -> "<attempts>:<token>" of its latest claim
+KEYS[5] dead     (zset)  dead-lettered job id -> time it died ms
+KEYS[6] errors   (hash)  job id -> last error text
 KEYS[7] wake     (list)  long-poll wake-up tokens (deleted with an idle queue)
-ARGV[1] id
+ARGV[1] now      (ms)    not read (cancel needs no clock): every script takes now in ARGV[1]
+ARGV[2] id
 Returns: integer, 1 if the job existed, else 0 (and 0 for dequeue.lua's reserved SENTINEL,
   which is left where it is).
 Cost: O(log N); at most 12 redis.call.
 ]]
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
-local id = ARGV[1]
+local due_key, lease_key, payload_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local dead_key, errors_key, wake_key = KEYS[5], KEYS[6], KEYS[7]
+local id = ARGV[2]
 if id == SENTINEL then return 0 end
--- scores go first and the payload last, so a stop half-way leaves at most an unscheduled payload
-rcall('ZREM', KEYS[1], id)
-rcall('ZREM', KEYS[2], id)
-rcall('ZREM', KEYS[5], id)
-rcall('HDEL', KEYS[4], id)
-rcall('HDEL', KEYS[6], id)
-local existed = rcall('HDEL', KEYS[3], id)
--- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go
-if rcall('ZCARD', KEYS[2]) <= 1 then
-  rcall('DEL', KEYS[2])
-  if rcall('ZCARD', KEYS[1]) == 0 then rcall('DEL', KEYS[7]) end
+
+-- shared fragment: drop_idle
+-- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go,
+-- and with nothing waiting either, the queue is idle and its wake list goes too
+local function drop_idle()
+  if rcall('ZCARD', lease_key) <= 1 then
+    rcall('DEL', lease_key)
+    if rcall('ZCARD', due_key) == 0 then rcall('DEL', wake_key) end
+  end
+  if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
 end
-if rcall('HLEN', KEYS[4]) == 1 then rcall('DEL', KEYS[4]) end
+-- end of shared fragment
+
+-- scores go first and the payload last, so a stop half-way leaves at most an unscheduled payload
+rcall('ZREM', due_key, id)
+rcall('ZREM', lease_key, id)
+rcall('ZREM', dead_key, id)
+rcall('HDEL', meta_key, id)
+rcall('HDEL', errors_key, id)
+local existed = rcall('HDEL', payload_key, id)
+drop_idle()
 return existed

@@ -29,11 +29,11 @@ KEYS[6] errors   (hash)  job id -> last error text (removed on ack)
 KEYS[7] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 KEYS[8] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
 KEYS[9] paused   (hash)  exists while the queue is paused (pause.lua): acks only, no claims
-ARGV[1] batch        (count) 1..1000, jobs to claim at most
-ARGV[2] lock_ttl     (ms)    lease length
-ARGV[3] token        (string) random per call; job i's token string is "<attempts>:<token>"
-ARGV[4] max_attempts (count) 0 = unlimited
-ARGV[5] now          (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[1] now          (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[2] batch        (count) 1..1000, jobs to claim at most
+ARGV[3] lock_ttl     (ms)    lease length
+ARGV[4] token        (string) random per call; job i's token string is "<attempts>:<token>"
+ARGV[5] max_attempts (count) 0 = unlimited
 ARGV[6] ack_count    (count) k, jobs to ack (0..1000), checked as ack.lua checks them
                              (SENTINEL is never acked)
 ARGV[7..6+2k]        (id, token string) pairs to ack
@@ -76,41 +76,70 @@ local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, lease_key, payload_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local dead_key, errors_key, wake_key, waiters_key, paused_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local batch, ttl, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local max_attempts, now_arg, ack_count = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local batch, ttl, token = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local max_attempts, ack_count = tonumber(ARGV[5]), tonumber(ARGV[6])
 local waiter, back_ms = ARGV[7 + 2 * ack_count] or '', tonumber(ARGV[8 + 2 * ack_count] or '0')
 local near_ms = tonumber(ARGV[9 + 2 * ack_count] or '0')
 
-local now
-if now_arg ~= '' then
-  now = tonumber(now_arg)
-else
+-- shared fragment: clock
+local now = tonumber(ARGV[1])
+if now == nil then
   local t = rcall('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- end of shared fragment
 
--- an idle queue drops its keys: lease and meta once only SENTINEL is left, wake with nothing waiting
+-- shared fragment: wake
+-- one wake-up token for a consumer blocked in a long-poll (the list holds one at most)
+local function wake()
+  rcall('LPUSH', wake_key, '1')
+  rcall('LTRIM', wake_key, 0, 0)
+end
+-- end of shared fragment
+
+-- shared fragment: wake_before
+-- first_back: when the first long-poll waiter will be back (ms; nil: none), not counting one
+-- whose time has passed (it is on its way back, or dead). wake_before: a wake-up token unless
+-- a waiter is back by `at` (ms), when something becomes claimable
+local function first_back()
+  local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. now_s, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #w > 0 then return tonumber(w[2]) end
+  return nil
+end
+local function wake_before(at)
+  local back = first_back()
+  if back ~= nil and back > at then wake() end
+end
+-- end of shared fragment
+
+-- shared fragment: drop_idle
+-- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go,
+-- and with nothing waiting either, the queue is idle and its wake list goes too
 local function drop_idle()
-  if rcall('ZCARD', lease_key) == 1 then
+  if rcall('ZCARD', lease_key) <= 1 then
     rcall('DEL', lease_key)
     if rcall('ZCARD', due_key) == 0 then rcall('DEL', wake_key) end
   end
   if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
 end
+-- end of shared fragment
 
--- 1. the acks: checked and applied first; the keys they may leave idle are dropped only at
--- the end, after the claims have refilled them (see the header)
-local acked, ok, refused = 0, {}, {}
-if ack_count > 0 then
+-- shared fragment: acks
+-- the token check of a batch: `count` (id, token) pairs from ARGV[first]; a pair is applied
+-- while its token is the job's latest claim and its lease has not expired (never the
+-- SENTINEL's), the lease first and the payload last. Returns how many were applied, and the
+-- positions (1..count) of the refused ones, negated when the job has no meta left (gone)
+local function apply_acks(first, count)
   local ids, toks = {}, {}
-  for i = 1, ack_count do
-    ids[i] = ARGV[5 + 2 * i]
-    toks[i] = ARGV[6 + 2 * i]
+  for i = 1, count do
+    ids[i] = ARGV[first + 2 * i - 2]
+    toks[i] = ARGV[first + 2 * i - 1]
   end
   local cur = rcall('HMGET', meta_key, unpack(ids))
   local exp = rcall('ZMSCORE', lease_key, unpack(ids))
-  for i = 1, ack_count do
+  local ok, acked, refused = {}, 0, {}
+  for i = 1, count do
     if cur[i] == toks[i] and exp[i] and tonumber(exp[i]) > now and ids[i] ~= SENTINEL then
       acked = acked + 1
       ok[acked] = ids[i]
@@ -120,14 +149,20 @@ if ack_count > 0 then
       refused[#refused + 1] = -i
     end
   end
-  -- the lease goes first, the payload last
   if acked > 0 then
     rcall('ZREM', lease_key, unpack(ok))
     rcall('HDEL', meta_key, unpack(ok))
     if rcall('EXISTS', errors_key) == 1 then rcall('HDEL', errors_key, unpack(ok)) end
     rcall('HDEL', payload_key, unpack(ok))
   end
+  return acked, refused
 end
+-- end of shared fragment
+
+-- 1. the acks: checked and applied first; the keys they may leave idle are dropped only at
+-- the end, after the claims have refilled them (see the header)
+local acked, refused = 0, {}
+if ack_count > 0 then acked, refused = apply_acks(7, ack_count) end
 
 -- 1b. pause (pause.lua, resume.lua): the acks above are applied, nothing is claimed, and the
 -- idle keys go as in 4; next_ms one second ahead makes a long-poll look again by itself
@@ -261,11 +296,8 @@ if acked > 0 then drop_idle() end
 -- 5. wake-ups (see the header)
 local waits = waiter ~= '' and claimed == 0 and back_ms > 0
 if waiter ~= '' then rcall('ZREM', waiters_key, waiter) end
--- the first of the other waiters to be back; one whose time has passed is on its way
--- back (or dead), so it is not counted on
-local back
-local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. now_s, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-if #w > 0 then back = tonumber(w[2]) end
+-- the first of the other waiters to be back
+local back = first_back()
 -- E, the earliest time anything becomes claimable: not needed by a full batch nobody waits for
 local next_ms
 if waits or claimed < batch or back ~= nil then
@@ -288,8 +320,7 @@ if waits then
   local last = rcall('ZRANGE', waiters_key, -1, -1, 'WITHSCORES')
   rcall('PEXPIRE', waiters_key, math.max(tonumber(last[2]) - now, 0) + 1000)
 elseif next_ms ~= nil and back ~= nil and next_ms < back then
-  rcall('LPUSH', wake_key, '1')
-  rcall('LTRIM', wake_key, 0, 0)
+  wake()
 end
 if claimed < batch and next_ms ~= nil then reply[2] = string.format('%d', next_ms) end
 return reply

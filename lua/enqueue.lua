@@ -3,9 +3,9 @@ KEYS[1] due      (zset)  job id -> due time, ms since epoch (server clock)
 KEYS[2] payload  (hash)  job id -> payload bytes
 KEYS[3] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 KEYS[4] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
-ARGV[1] mode     "rel": ARGV[2] is a delay from the server's now; "abs": an absolute time
-ARGV[2] when     (ms)    delay or absolute due time, an integer
-ARGV[3] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[2] mode     "rel": ARGV[3] is a delay from the server's now; "abs": an absolute time
+ARGV[3] when     (ms)    delay or absolute due time, an integer
 ARGV[4..]        (id, payload) pairs, at most 1000 pairs (the client's batch cap)
 Returns: array of integers, one per pair in order: 1 = stored, 0 = the id already
   exists in this queue (ready, delayed, in flight or dead) and nothing was changed,
@@ -22,27 +22,43 @@ Write order: payload before score, so a call stopped half-way can leave an
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, payload_key, wake_key, waiters_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local mode, when, now_arg = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local mode, when = ARGV[2], tonumber(ARGV[3])
 
-local now
-local function clock()
-  if now == nil then
-    if now_arg ~= '' then
-      now = tonumber(now_arg)
-    else
-      local t = rcall('TIME')
-      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    end
-  end
-  return now
+-- shared fragment: clock
+local now = tonumber(ARGV[1])
+if now == nil then
+  local t = rcall('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local now_s = string.format('%d', now)
+-- end of shared fragment
 
-local score
-if mode == 'abs' then
-  score = string.format('%d', when)
-else
-  score = string.format('%d', clock() + when)
+-- shared fragment: wake
+-- one wake-up token for a consumer blocked in a long-poll (the list holds one at most)
+local function wake()
+  rcall('LPUSH', wake_key, '1')
+  rcall('LTRIM', wake_key, 0, 0)
 end
+-- end of shared fragment
+
+-- shared fragment: wake_before
+-- first_back: when the first long-poll waiter will be back (ms; nil: none), not counting one
+-- whose time has passed (it is on its way back, or dead). wake_before: a wake-up token unless
+-- a waiter is back by `at` (ms), when something becomes claimable
+local function first_back()
+  local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. now_s, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #w > 0 then return tonumber(w[2]) end
+  return nil
+end
+local function wake_before(at)
+  local back = first_back()
+  if back ~= nil and back > at then wake() end
+end
+-- end of shared fragment
+
+local at = when
+if mode ~= 'abs' then at = now + when end
+local score = string.format('%d', at)
 
 local n = (#ARGV - 3) / 2
 local ids = {}
@@ -65,13 +81,6 @@ if #hargs > 0 then
   local head = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
   rcall('HSET', payload_key, unpack(hargs))
   rcall('ZADD', due_key, unpack(zargs))
-  if #head == 0 or tonumber(head[2]) > tonumber(score) then
-    -- the first waiter to be back (one whose time has passed is on its way back, or dead)
-    local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. string.format('%d', clock()), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-    if #w > 0 and tonumber(w[2]) > tonumber(score) then
-      rcall('LPUSH', wake_key, '1')
-      rcall('LTRIM', wake_key, 0, 0)
-    end
-  end
+  if #head == 0 or tonumber(head[2]) > at then wake_before(at) end
 end
 return result

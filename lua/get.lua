@@ -6,28 +6,32 @@ KEYS[3] payload  (hash)  job id -> payload
 KEYS[4] meta     (hash)  job id -> "<attempts>:<token>"
 KEYS[5] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[6] errors   (hash)  job id -> last error text
-ARGV[1] id
-ARGV[2] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[2] id
+ARGV[3] preview  (bytes) a payload longer than this is cut to this many bytes; "" = whole
 Returns: {} when the queue has no such job; else an array of state ("ready", "delayed",
   "in_flight" or "dead"), at_ms (integer string: the due time for ready and delayed, the
-  lock expiry for in_flight, the death time for dead), attempts (integer), payload,
-  error ("" when none), now_ms (integer string).
-Cost: O(log N); at most 7 redis.call.
+  lock expiry for in_flight, the death time for dead), attempts (integer), payload (cut
+  to `preview` bytes), error ("" when none), now_ms (integer string), payload length
+  (integer).
+Cost: O(log N) plus a copy of the payload inside the server (a hash field cannot be read
+  in part); only `preview` bytes of it are sent. At most 7 redis.call.
 ]]
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, lease_key, payload_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local dead_key, errors_key = KEYS[5], KEYS[6]
-local id, now_arg = ARGV[1], ARGV[2]
+local id, preview = ARGV[2], ARGV[3]
 if id == SENTINEL then return {} end
 
-local now
-if now_arg ~= '' then
-  now = tonumber(now_arg)
-else
+-- shared fragment: clock
+local now = tonumber(ARGV[1])
+if now == nil then
   local t = rcall('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local now_s = string.format('%d', now)
+-- end of shared fragment
 
 local payload = rcall('HGET', payload_key, id)
 if not payload then return {} end
@@ -50,5 +54,7 @@ else
 end
 local meta = rcall('HGET', meta_key, id)
 local attempts = meta and tonumber(string.match(meta, '^%d+')) or 0
+local size = #payload
+if preview ~= '' and size > tonumber(preview) then payload = string.sub(payload, 1, tonumber(preview)) end
 return {state, string.format('%d', tonumber(at)), attempts, payload, rcall('HGET', errors_key, id) or '',
-  string.format('%d', now)}
+  now_s, size}

@@ -8,11 +8,11 @@ KEYS[3] payload  (hash)  job id -> payload
 KEYS[4] meta     (hash)  job id -> "<attempts>:<token>"
 KEYS[5] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[6] errors   (hash)  job id -> last error text
-ARGV[1] state    "ready", "delayed", "in_flight" or "dead"
-ARGV[2] offset   (count) jobs of that state to skip
-ARGV[3] limit    (count) 0..1000 jobs at most; 0 = count only
-ARGV[4] preview  (bytes) payloads longer than this are cut to this many bytes
-ARGV[5] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[2] state    "ready", "delayed", "in_flight" or "dead"
+ARGV[3] offset   (count) jobs of that state to skip
+ARGV[4] limit    (count) 0..1000 jobs at most; 0 = count only
+ARGV[5] preview  (bytes) payloads longer than this are cut to this many bytes
 Returns: flat array: now_ms (integer string), total (integer, jobs in that state), then
   for each job id, at_ms (integer string: due time, lock expiry or death time), attempts
   (integer), payload (cut to `preview` bytes), payload length (integer), error ("" if none).
@@ -22,17 +22,16 @@ Cost: O(log N + limit); at most 8 redis.call.
 local rcall = redis.call
 local due_key, lease_key, payload_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local dead_key, errors_key = KEYS[5], KEYS[6]
-local state, offset, limit, preview = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local now_arg = ARGV[5]
+local state, offset, limit, preview = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 
-local now
-if now_arg ~= '' then
-  now = tonumber(now_arg)
-else
+-- shared fragment: clock
+local now = tonumber(ARGV[1])
+if now == nil then
   local t = rcall('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- end of shared fragment
 
 -- the page as (key, first rank, last rank) slices of the sorted sets
 local total

@@ -8,12 +8,12 @@ KEYS[4] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[5] errors   (hash)  job id -> last error text
 KEYS[6] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 KEYS[7] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
-ARGV[1] id
-ARGV[2] token        (string) "<attempts>:<token>" as dequeue gave it
-ARGV[3] delay        (ms)    from the server's now
-ARGV[4] max_attempts (count) 0 = unlimited
-ARGV[5] error        (string) "" = keep the previous error text
-ARGV[6] now          (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[1] now          (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[2] id
+ARGV[3] token        (string) "<attempts>:<token>" as dequeue gave it
+ARGV[4] delay        (ms)    from the server's now
+ARGV[5] max_attempts (count) 0 = unlimited
+ARGV[6] error        (string) "" = keep the previous error text
 Returns: integer: 0 = lock not held (nothing changed; always for dequeue.lua's reserved
   SENTINEL, whatever the token), 1 = due again, 2 = dead-lettered.
 Cost: O(log N); at most 15 redis.call. Wakes one blocked consumer when the job becomes the earliest
@@ -23,44 +23,77 @@ local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, lease_key, meta_key, dead_key, errors_key, wake_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local waiters_key = KEYS[7]
-local id, tok, delay, max_attempts, err, now_arg = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local id, tok, delay, max_attempts, err = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 
-local now
-if now_arg ~= '' then
-  now = tonumber(now_arg)
-else
+-- shared fragment: clock
+local now = tonumber(ARGV[1])
+if now == nil then
   local t = rcall('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local now_s = string.format('%d', now)
+-- end of shared fragment
 
-local exp = rcall('ZSCORE', lease_key, id)
-if id == SENTINEL or rcall('HGET', meta_key, id) ~= tok or not exp or tonumber(exp) <= now then
-  return 0
+-- shared fragment: wake
+-- one wake-up token for a consumer blocked in a long-poll (the list holds one at most)
+local function wake()
+  rcall('LPUSH', wake_key, '1')
+  rcall('LTRIM', wake_key, 0, 0)
 end
+-- end of shared fragment
+
+-- shared fragment: wake_before
+-- first_back: when the first long-poll waiter will be back (ms; nil: none), not counting one
+-- whose time has passed (it is on its way back, or dead). wake_before: a wake-up token unless
+-- a waiter is back by `at` (ms), when something becomes claimable
+local function first_back()
+  local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. now_s, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #w > 0 then return tonumber(w[2]) end
+  return nil
+end
+local function wake_before(at)
+  local back = first_back()
+  if back ~= nil and back > at then wake() end
+end
+-- end of shared fragment
+
+-- shared fragment: drop_idle
+-- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go,
+-- and with nothing waiting either, the queue is idle and its wake list goes too
+local function drop_idle()
+  if rcall('ZCARD', lease_key) <= 1 then
+    rcall('DEL', lease_key)
+    if rcall('ZCARD', due_key) == 0 then rcall('DEL', wake_key) end
+  end
+  if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
+end
+-- end of shared fragment
+
+-- shared fragment: holds
+-- the token check: true while `tok` is the job's latest claim and its lease has not expired;
+-- never for the SENTINEL, whatever the token
+local function holds(id, tok)
+  if id == SENTINEL then return false end
+  local exp = rcall('ZSCORE', lease_key, id)
+  if not exp or tonumber(exp) <= now then return false end
+  return rcall('HGET', meta_key, id) == tok
+end
+-- end of shared fragment
+
+if not holds(id, tok) then return 0 end
 if err ~= '' then rcall('HSET', errors_key, id, err) end
 local result
 -- meta keeps "<attempts>:<token>": the attempts count survives; the token dies with the lease
 local a = tonumber(string.match(tok, '^%d+'))
 if max_attempts > 0 and a >= max_attempts then
-  rcall('ZADD', dead_key, string.format('%d', now), id)
+  rcall('ZADD', dead_key, now_s, id)
   result = 2
 else
   local head = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
   rcall('ZADD', due_key, string.format('%d', now + delay), id)
-  if #head == 0 or tonumber(head[2]) > now + delay then
-    local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. string.format('%d', now), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-    if #w > 0 and tonumber(w[2]) > now + delay then
-      rcall('LPUSH', wake_key, '1')
-      rcall('LTRIM', wake_key, 0, 0)
-    end
-  end
+  if #head == 0 or tonumber(head[2]) > now + delay then wake_before(now + delay) end
   result = 1
 end
 rcall('ZREM', lease_key, id)
--- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go
-if rcall('ZCARD', lease_key) == 1 then
-  rcall('DEL', lease_key)
-  if rcall('ZCARD', due_key) == 0 then rcall('DEL', wake_key) end
-end
-if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
+drop_idle()
 return result

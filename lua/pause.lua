@@ -7,16 +7,16 @@ Cost: O(1); at most 3 redis.call.
 ]]
 local rcall = redis.call
 local paused_key = KEYS[1]
-local now_arg = ARGV[1]
 
-local now
-if now_arg ~= '' then
-  now = tonumber(now_arg)
-else
+-- shared fragment: clock
+local now = tonumber(ARGV[1])
+if now == nil then
   local t = rcall('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local now_s = string.format('%d', now)
+-- end of shared fragment
 -- EXISTS and HSET rather than HSETNX: the README's least-privilege ACL names no more commands
 if rcall('EXISTS', paused_key) == 1 then return 0 end
-rcall('HSET', paused_key, 'since', string.format('%d', now))
+rcall('HSET', paused_key, 'since', now_s)
 return 1

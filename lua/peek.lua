@@ -5,8 +5,8 @@ KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
 KEYS[3] payload  (hash)
 KEYS[4] meta     (hash)  job id -> "<attempts>:<token>"
-ARGV[1] limit    (count) 1..1000
-ARGV[2] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[2] limit    (count) 1..1000
 Returns: flat array of id, payload, attempts (integer), due_ms (integer string)
   for each job, at most `limit` jobs, earliest first; equal due times by id, in
   byte order (as a sorted set orders them, so merges across shards agree).
@@ -14,18 +14,19 @@ Cost: O(log N + limit); 4 redis.call.
 ]]
 local rcall = redis.call
 local due_key, lease_key, payload_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local limit, now_arg = tonumber(ARGV[1]), ARGV[2]
+local limit = tonumber(ARGV[2])
 
-local now
-if now_arg ~= '' then
-  now = tonumber(now_arg)
-else
+-- shared fragment: clock
+local now = tonumber(ARGV[1])
+if now == nil then
   local t = rcall('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local now_s = string.format('%d', now)
+-- end of shared fragment
 
 local d = rcall('ZRANGE', due_key, 0, limit - 1, 'WITHSCORES')
-local l = rcall('ZRANGEBYSCORE', lease_key, '-inf', string.format('%d', now), 'WITHSCORES', 'LIMIT', 0, limit)
+local l = rcall('ZRANGEBYSCORE', lease_key, '-inf', now_s, 'WITHSCORES', 'LIMIT', 0, limit)
 -- byte order, as a sorted set compares members: Lua's < on strings follows the server's locale
 local function before(a, b)
   for k = 1, math.min(#a, #b) do

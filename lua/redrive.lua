@@ -4,8 +4,8 @@ KEYS[2] due      (zset)  job id -> due time ms
 KEYS[3] meta     (hash)  job id -> "<attempts>:<token>" (deleted: attempts reset)
 KEYS[4] errors   (hash)
 KEYS[5] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
-ARGV[1] limit    (count) 1..1000, jobs to move at most when no ids are given
-ARGV[2] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[2] limit    (count) 1..1000, jobs to move at most when no ids are given
 ARGV[3..]        ids to redrive (at most 1000); none = the oldest `limit` dead jobs
 Returns: integer, jobs moved back (ids that are not dead are skipped, and so is dequeue.lua's
   reserved SENTINEL).
@@ -14,16 +14,24 @@ Cost: O(batch * log N); at most 8 redis.call. Wakes one blocked consumer.
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local dead_key, due_key, meta_key, errors_key, wake_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local limit, now_arg = tonumber(ARGV[1]), ARGV[2]
+local limit = tonumber(ARGV[2])
 
-local now
-if now_arg ~= '' then
-  now = tonumber(now_arg)
-else
+-- shared fragment: clock
+local now = tonumber(ARGV[1])
+if now == nil then
   local t = rcall('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- end of shared fragment
+
+-- shared fragment: wake
+-- one wake-up token for a consumer blocked in a long-poll (the list holds one at most)
+local function wake()
+  rcall('LPUSH', wake_key, '1')
+  rcall('LTRIM', wake_key, 0, 0)
+end
+-- end of shared fragment
 
 local ids = {}
 if #ARGV > 2 then
@@ -50,6 +58,5 @@ rcall('ZADD', due_key, unpack(zargs))
 rcall('ZREM', dead_key, unpack(ids))
 rcall('HDEL', meta_key, unpack(ids))
 rcall('HDEL', errors_key, unpack(ids))
-rcall('LPUSH', wake_key, '1')
-rcall('LTRIM', wake_key, 0, 0)
+wake()
 return #ids

@@ -8,9 +8,9 @@ KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
 KEYS[3] meta     (hash)  job id -> "<attempts>:<token>" of its latest claim
 KEYS[4] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 KEYS[5] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
-ARGV[1] id
-ARGV[2] token    (string) "<attempts>:<token>" as dequeue gave it
-ARGV[3] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[2] id
+ARGV[3] token    (string) "<attempts>:<token>" as dequeue gave it
 Returns: integer: 0 = lock not held (nothing changed), 1 = due again now.
 Cost: O(log N); at most 14 redis.call. Wakes one blocked consumer when the job becomes the earliest
   due and is due before every long-poll waiter will be back (see dequeue.lua).
@@ -18,23 +18,64 @@ Cost: O(log N); at most 14 redis.call. Wakes one blocked consumer when the job b
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, lease_key, meta_key, wake_key, waiters_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local id, tok, now_arg = ARGV[1], ARGV[2], ARGV[3]
+local id, tok = ARGV[2], ARGV[3]
 
--- the sentinel is no job: no token can hold it
-if id == SENTINEL then return 0 end
-
-local now
-if now_arg ~= '' then
-  now = tonumber(now_arg)
-else
+-- shared fragment: clock
+local now = tonumber(ARGV[1])
+if now == nil then
   local t = rcall('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local now_s = string.format('%d', now)
+-- end of shared fragment
 
-local exp = rcall('ZSCORE', lease_key, id)
-if rcall('HGET', meta_key, id) ~= tok or not exp or tonumber(exp) <= now then
-  return 0
+-- shared fragment: wake
+-- one wake-up token for a consumer blocked in a long-poll (the list holds one at most)
+local function wake()
+  rcall('LPUSH', wake_key, '1')
+  rcall('LTRIM', wake_key, 0, 0)
 end
+-- end of shared fragment
+
+-- shared fragment: wake_before
+-- first_back: when the first long-poll waiter will be back (ms; nil: none), not counting one
+-- whose time has passed (it is on its way back, or dead). wake_before: a wake-up token unless
+-- a waiter is back by `at` (ms), when something becomes claimable
+local function first_back()
+  local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. now_s, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #w > 0 then return tonumber(w[2]) end
+  return nil
+end
+local function wake_before(at)
+  local back = first_back()
+  if back ~= nil and back > at then wake() end
+end
+-- end of shared fragment
+
+-- shared fragment: drop_idle
+-- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go,
+-- and with nothing waiting either, the queue is idle and its wake list goes too
+local function drop_idle()
+  if rcall('ZCARD', lease_key) <= 1 then
+    rcall('DEL', lease_key)
+    if rcall('ZCARD', due_key) == 0 then rcall('DEL', wake_key) end
+  end
+  if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
+end
+-- end of shared fragment
+
+-- shared fragment: holds
+-- the token check: true while `tok` is the job's latest claim and its lease has not expired;
+-- never for the SENTINEL, whatever the token
+local function holds(id, tok)
+  if id == SENTINEL then return false end
+  local exp = rcall('ZSCORE', lease_key, id)
+  if not exp or tonumber(exp) <= now then return false end
+  return rcall('HGET', meta_key, id) == tok
+end
+-- end of shared fragment
+
+if not holds(id, tok) then return 0 end
 -- attempts are counted at claim time: this claim's count goes back to the one before it.
 -- A job never claimed has no meta; otherwise the token part is left empty, which no
 -- claim's token string ("<attempts>:<hex>") can equal.
@@ -45,16 +86,8 @@ else
   rcall('HDEL', meta_key, id)
 end
 local head = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
-rcall('ZADD', due_key, string.format('%d', now), id)
-if #head == 0 or tonumber(head[2]) > now then
-  local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. string.format('%d', now), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  if #w > 0 then
-    rcall('LPUSH', wake_key, '1')
-    rcall('LTRIM', wake_key, 0, 0)
-  end
-end
+rcall('ZADD', due_key, now_s, id)
+if #head == 0 or tonumber(head[2]) > now then wake_before(now) end
 rcall('ZREM', lease_key, id)
--- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go
-if rcall('ZCARD', lease_key) == 1 then rcall('DEL', lease_key) end
-if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
+drop_idle()
 return 1

@@ -4,10 +4,10 @@ KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
 KEYS[3] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 KEYS[4] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
-ARGV[1] id
-ARGV[2] mode     "rel": ARGV[3] is a delay from the server's now; "abs": an absolute time
-ARGV[3] when     (ms)    integer
-ARGV[4] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
+ARGV[2] id
+ARGV[3] mode     "rel": ARGV[4] is a delay from the server's now; "abs": an absolute time
+ARGV[4] when     (ms)    integer
 Returns: integer, 1 if rescheduled, 0 if the job is not waiting (absent, in flight or dead,
   or dequeue.lua's reserved SENTINEL, which never moves).
 Cost: O(log N); at most 9 redis.call. Wakes one blocked consumer when the job becomes the earliest
@@ -16,16 +16,40 @@ Cost: O(log N); at most 9 redis.call. Wakes one blocked consumer when the job be
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, lease_key, wake_key, waiters_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id, mode, when, now_arg = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local id, mode, when = ARGV[2], ARGV[3], tonumber(ARGV[4])
 if id == SENTINEL then return 0 end
 
-local now
-if now_arg ~= '' then
-  now = tonumber(now_arg)
-else
+-- shared fragment: clock
+local now = tonumber(ARGV[1])
+if now == nil then
   local t = rcall('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local now_s = string.format('%d', now)
+-- end of shared fragment
+
+-- shared fragment: wake
+-- one wake-up token for a consumer blocked in a long-poll (the list holds one at most)
+local function wake()
+  rcall('LPUSH', wake_key, '1')
+  rcall('LTRIM', wake_key, 0, 0)
+end
+-- end of shared fragment
+
+-- shared fragment: wake_before
+-- first_back: when the first long-poll waiter will be back (ms; nil: none), not counting one
+-- whose time has passed (it is on its way back, or dead). wake_before: a wake-up token unless
+-- a waiter is back by `at` (ms), when something becomes claimable
+local function first_back()
+  local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. now_s, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #w > 0 then return tonumber(w[2]) end
+  return nil
+end
+local function wake_before(at)
+  local back = first_back()
+  if back ~= nil and back > at then wake() end
+end
+-- end of shared fragment
 local score = when
 if mode ~= 'abs' then score = now + when end
 local score_s = string.format('%d', score)
@@ -33,11 +57,7 @@ local score_s = string.format('%d', score)
 local function wake_if_earliest()
   local head = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
   if #head == 0 or head[1] == id and tonumber(head[2]) == score then
-    local w = rcall('ZRANGEBYSCORE', waiters_key, '(' .. string.format('%d', now), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-    if #w > 0 and tonumber(w[2]) > score then
-      rcall('LPUSH', wake_key, '1')
-      rcall('LTRIM', wake_key, 0, 0)
-    end
+    wake_before(score)
   end
 end
 

@@ -11,20 +11,27 @@ Cost: O(log N); at most 6 redis.call. With a job ready, one token goes to `wake`
 ]]
 local rcall = redis.call
 local paused_key, due_key, lease_key, wake_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now_arg = ARGV[1]
 if rcall('DEL', paused_key) == 0 then return 0 end
 
-local now
-if now_arg ~= '' then
-  now = tonumber(now_arg)
-else
+-- shared fragment: clock
+local now = tonumber(ARGV[1])
+if now == nil then
   local t = rcall('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
-if #rcall('ZRANGEBYSCORE', due_key, '-inf', now_s, 'LIMIT', 0, 1) > 0
-    or #rcall('ZRANGEBYSCORE', lease_key, '-inf', now_s, 'LIMIT', 0, 1) > 0 then
+-- end of shared fragment
+
+-- shared fragment: wake
+-- one wake-up token for a consumer blocked in a long-poll (the list holds one at most)
+local function wake()
   rcall('LPUSH', wake_key, '1')
   rcall('LTRIM', wake_key, 0, 0)
+end
+-- end of shared fragment
+
+if #rcall('ZRANGEBYSCORE', due_key, '-inf', now_s, 'LIMIT', 0, 1) > 0
+    or #rcall('ZRANGEBYSCORE', lease_key, '-inf', now_s, 'LIMIT', 0, 1) > 0 then
+  wake()
 end
 return 1

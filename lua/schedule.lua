@@ -7,28 +7,43 @@ KEYS[1] due       (zset)  job id -> due time ms
 KEYS[2] payload   (hash)  job id -> payload
 KEYS[3] wake      (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 KEYS[4] periodic  (hash)  periodic job name -> "<latest slot enqueued, ms> <schedule fingerprint>"
-ARGV[1] name       (string) the periodic job's name
-ARGV[2] spec       (string) the schedule's fingerprint (no spaces)
-ARGV[3] payload    (bytes)  every run's payload
-ARGV[4] catchup    (ms)     a past slot to run once, due at once, if newer than the marker: the
+ARGV[1] now        (ms)     TEST ONLY override of the server clock; "" = use TIME
+ARGV[2] name       (string) the periodic job's name
+ARGV[3] spec       (string) the schedule's fingerprint (no spaces)
+ARGV[4] payload    (bytes)  every run's payload
+ARGV[5] catchup    (ms)     a past slot to run once, due at once, if newer than the marker: the
                             missed-run policy "run_once"; "" = none
-ARGV[5] catchup_id (string) its job id ("<name>@<slot>")
-ARGV[6] cold       (flag)   "1": without a marker here, still run the catch-up (a sharded queue's
+ARGV[6] catchup_id (string) its job id ("<name>@<slot>")
+ARGV[7] cold       (flag)   "1": without a marker here, still run the catch-up (a sharded queue's
                             client found the job's marker in another shard); "0": only with one
-ARGV[7] upcoming   (ms)     the next slot: enqueued, due at that time, if newer than the marker; "" = none
-ARGV[8] upcoming_id (string) its job id
+ARGV[8] upcoming   (ms)     the next slot: enqueued, due at that time, if newer than the marker; "" = none
+ARGV[9] upcoming_id (string) its job id
 Returns: array of 3: catch-up stored (1/0), upcoming stored (1/0), the server's now (ms, integer string).
   A slot not newer than the marker, or whose id exists in the queue, is not stored.
 Cost: O(log N); at most 11 redis.call. Wakes one blocked consumer when a run becomes the earliest due.
 ]]
 local rcall = redis.call
 local due_key, payload_key, wake_key, periodic_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local name, spec, payload = ARGV[1], ARGV[2], ARGV[3]
-local catchup, catchup_id, cold = ARGV[4], ARGV[5], ARGV[6]
-local upcoming, upcoming_id = ARGV[7], ARGV[8]
+local name, spec, payload = ARGV[2], ARGV[3], ARGV[4]
+local catchup, catchup_id, cold = ARGV[5], ARGV[6], ARGV[7]
+local upcoming, upcoming_id = ARGV[8], ARGV[9]
 
-local t = rcall('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- shared fragment: clock
+local now = tonumber(ARGV[1])
+if now == nil then
+  local t = rcall('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local now_s = string.format('%d', now)
+-- end of shared fragment
+
+-- shared fragment: wake
+-- one wake-up token for a consumer blocked in a long-poll (the list holds one at most)
+local function wake()
+  rcall('LPUSH', wake_key, '1')
+  rcall('LTRIM', wake_key, 0, 0)
+end
+-- end of shared fragment
 
 local last
 local marker = rcall('HGET', periodic_key, name)
@@ -44,14 +59,11 @@ local function store(slot, id)
   local head = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
   rcall('HSET', payload_key, id, payload)
   rcall('ZADD', due_key, score, id)
-  if #head == 0 or tonumber(head[2]) > slot then
-    rcall('LPUSH', wake_key, '1')
-    rcall('LTRIM', wake_key, 0, 0)
-  end
+  if #head == 0 or tonumber(head[2]) > slot then wake() end
   return 1
 end
 
-local result = {0, 0, string.format('%d', now)}
+local result = {0, 0, now_s}
 local newest = last
 if catchup ~= '' and (last ~= nil or cold == '1') then
   local slot = tonumber(catchup)

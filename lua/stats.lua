@@ -11,16 +11,15 @@ Cost: O(log N); 10 redis.call.
 ]]
 local rcall = redis.call
 local due_key, lease_key, dead_key, paused_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now_arg = ARGV[1]
 
-local now
-if now_arg ~= '' then
-  now = tonumber(now_arg)
-else
+-- shared fragment: clock
+local now = tonumber(ARGV[1])
+if now == nil then
   local t = rcall('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- end of shared fragment
 local after = '(' .. now_s
 local ready = rcall('ZCOUNT', due_key, '-inf', now_s) + rcall('ZCOUNT', lease_key, '-inf', now_s)
 -- the oldest ready job heads `due` or (its lock expired) `lease`; a head above now is not ready

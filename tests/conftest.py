@@ -1,4 +1,4 @@
-"""Backends for the behaviour suite: fakeredis[lua] and a real redis-server, sync and async.
+"""Fixtures: the backends of the behaviour suite, fakeredis[lua] and a real redis-server, sync and async.
 
 A real server is the one at $DELAYQ_REDIS_URL, or a private redis-server started
 on a free loopback port. Without one, real-server tests are skipped, or fail when
@@ -7,12 +7,8 @@ DELAYQ_REQUIRE_REDIS=1 (as in CI).
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import itertools
 import os
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import fakeredis
 import pytest
@@ -21,11 +17,8 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 
-import delayq
-import delayq.aio
 from delayq._server import RedisCluster, RedisServer, ServerUnavailable
-
-REQUIRE = os.environ.get("DELAYQ_REQUIRE_REDIS") == "1"
+from tests.helpers import Env, no_server
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,13 +37,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-def no_server(reason: str) -> None:
-    """Skip for lack of a server, or fail when the environment requires one."""
-    if REQUIRE:
-        pytest.fail(f"DELAYQ_REQUIRE_REDIS=1 but {reason}")
-    pytest.skip(f"{reason}; install redis-server (apt-get install redis-server) or set DELAYQ_REDIS_URL")
 
 
 @pytest.fixture(scope="session")
@@ -85,65 +71,6 @@ def cluster_url() -> Iterator[str]:
         yield cluster.url
     finally:
         cluster.stop()
-
-
-_names = itertools.count()
-
-
-def unique_name(prefix: str = "t") -> str:
-    """A queue name no other test in this run uses (no FLUSHALL between tests)."""
-    return f"{prefix}-{os.getpid()}-{next(_names)}"
-
-
-class SyncOverAsync:
-    """Presents a delayq.aio.Queue with the sync Queue's calling convention, so one suite covers both."""
-
-    def __init__(self, queue: delayq.aio.Queue, loop: asyncio.AbstractEventLoop) -> None:
-        self._queue = queue
-        self._loop = loop
-
-    @property
-    def _core(self) -> Any:
-        return self._queue._core
-
-    def __getattr__(self, attr: str) -> Any:
-        method = getattr(self._queue, attr)
-        if not inspect.iscoroutinefunction(method):
-            return method
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._loop.run_until_complete(method(*args, **kwargs))
-
-        return call
-
-
-class Env:
-    """One backend and one API flavour: makes queues, and gives a raw sync client to inspect Redis."""
-
-    def __init__(self, backend: str, api: str, raw: redis.Redis, make_async_client: Callable[[], Any]) -> None:
-        self.backend = backend
-        self.api = api
-        self.raw = raw
-        self._make_async_client = make_async_client
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._async_clients: list[Any] = []
-
-    def queue(self, name: str | None = None, **kwargs: Any) -> Any:
-        """A queue (sync API either way) on this backend; a fresh name unless one is given."""
-        name = name or unique_name()
-        if self.api == "sync":
-            return delayq.Queue(self.raw, name, **kwargs)
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        client = self._make_async_client()
-        self._async_clients.append(client)
-        return SyncOverAsync(delayq.aio.Queue(client, name, **kwargs), self._loop)
-
-    def close(self) -> None:
-        if self._loop is not None:
-            for client in self._async_clients:
-                self._loop.run_until_complete(client.aclose())
-            self._loop.close()
 
 
 @pytest.fixture(params=["fake", "real", "cluster"])

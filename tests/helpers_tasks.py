@@ -13,7 +13,7 @@ import delayq.aio
 from delayq.periodic import AsyncScheduler, PeriodicJob, Scheduler
 from delayq.tasks import Task, Tasks
 from delayq.testing import Outcome, arun_due, run_due
-from tests.conftest import Env
+from tests.helpers import Env
 
 
 def real_queue(env: Env, q: Any) -> Any:

@@ -11,7 +11,7 @@ import redis
 
 import delayq
 from delayq._server import RedisServer, ServerUnavailable
-from tests.conftest import no_server
+from tests.helpers import no_server
 
 BOUND_MS = 50
 """The stated bound: no delayq call keeps the server busy longer than this (measured: far less)."""

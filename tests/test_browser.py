@@ -8,6 +8,7 @@ Playwright's own browser download is not used), and failing instead when DELAYQ_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,8 +26,8 @@ import pytest
 import redis
 
 import delayq
-from delayq._server import free_port
-from tests.conftest import unique_name
+from delayq._server import RedisServer, free_port
+from tests.helpers import unique_name
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -62,10 +63,9 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
-@pytest.fixture
-def dashboard(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """`delayq web` in a subprocess, with credentials set and public reading; yields (base URL, prefix)."""
-    prefix = unique_name("browser")
+@contextlib.contextmanager
+def serve(url: str, prefix: str, log: Path) -> Iterator[str]:
+    """`delayq web` in a subprocess on ``url``, with credentials set and public reading; yields its base URL."""
     port = free_port()
     env = {
         **os.environ,
@@ -73,8 +73,7 @@ def dashboard(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
         "DELAYQ_WEB_PASSWORD": PASSWORD,
         "DELAYQ_WEB_PUBLIC_READ": "1",
     }
-    args = [sys.executable, "-m", "delayq", "web", "--url", redis_url, "--prefix", prefix, "--port", str(port)]
-    log = tmp_path / "web.log"
+    args = [sys.executable, "-m", "delayq", "web", "--url", url, "--prefix", prefix, "--port", str(port)]
     with log.open("wb") as sink:
         proc = subprocess.Popen([*args, "--refresh", "0.5"], env=env, stdout=sink, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -89,9 +88,19 @@ def dashboard(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
                 proc.wait()
                 pytest.fail(f"delayq web did not start: {log.read_text()[-2000:]}")
             time.sleep(0.1)
-    yield base, prefix
-    proc.terminate()
-    proc.wait(10)
+    try:
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def dashboard(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """`delayq web` on the session's server; yields (base URL, prefix)."""
+    prefix = unique_name("browser")
+    with serve(redis_url, prefix, tmp_path / "web.log") as base:
+        yield base, prefix
 
 
 def test_the_dashboard_in_a_browser(chromium: Any, dashboard: tuple[str, str], redis_url: str) -> None:
@@ -192,3 +201,52 @@ def test_the_dashboard_in_a_browser(chromium: Any, dashboard: tuple[str, str], r
     anonymous.close()
     signed_in.close()
     client.close()
+
+
+def test_a_slow_redis_does_not_pile_up_refreshes(chromium: Any, tmp_path: Path) -> None:
+    """With Redis stalled for 8 refresh periods, each open page keeps at most one refresh waiting."""
+    from playwright.sync_api import expect  # noqa: PLC0415
+
+    with RedisServer() as server, serve(server.url, "slow", tmp_path / "web.log") as base:
+        client = redis.Redis.from_url(server.url)
+        q = delayq.Queue(client, "q", prefix="slow")
+        q.enqueue(b"x")
+        context = chromium.new_context()
+        page = context.new_page()
+        in_flight: dict[str, int] = {}
+        most: dict[str, int] = {}
+        sent: list[str] = []
+
+        def started(request: Any) -> None:
+            kind = request.url.split("?")[0].rsplit("/", 1)[-1] or "list"
+            if request.headers.get("hx-request") == "true":
+                sent.append(kind)
+                in_flight[kind] = in_flight.get(kind, 0) + 1
+                most[kind] = max(most.get(kind, 0), in_flight[kind])
+
+        def ended(request: Any) -> None:
+            kind = request.url.split("?")[0].rsplit("/", 1)[-1] or "list"
+            if request.headers.get("hx-request") == "true":
+                in_flight[kind] -= 1
+
+        page.on("request", started)
+        page.on("requestfinished", ended)
+        page.on("requestfailed", ended)
+        for path, kind, cell in (
+            ("/", "list", 'tr[data-queue="q"] [data-count="ready"]'),
+            ("/queue?name=q", "counts", '#counts [data-count="ready"]'),
+        ):
+            page.goto(base + path)
+            expect(page.locator(cell)).to_have_text(str(q.stats().ready))
+            page.wait_for_timeout(1200)  # a few refreshes at 0.5 s
+            sent.clear()
+            client.execute_command("CLIENT", "PAUSE", 4000, "ALL")  # every command waits 4 s: 8 refresh periods
+            page.wait_for_timeout(4500)
+            assert most[kind] <= 2, (kind, most)
+            assert len(sent) <= 3, (kind, sent)
+            q.enqueue(b"y")
+            expect(page.locator(cell)).to_have_text(str(q.stats().ready), timeout=5000)  # refreshing again
+            most.clear()
+        context.close()
+        q.purge()
+        client.close()

@@ -16,7 +16,7 @@ import redis
 
 import delayq
 from delayq.__main__ import main
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 
 @pytest.fixture

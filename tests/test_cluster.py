@@ -16,10 +16,11 @@ import redis.exceptions
 from redis.crc import key_slot
 
 import delayq
-from delayq._core import Call, Step
+from delayq._scripts import SCRIPTS
 from delayq._server import RedisCluster, ServerUnavailable
+from delayq._steps import Call, Step
 from delayq.periodic import PeriodicJob, Scheduler, every
-from tests.conftest import no_server, unique_name
+from tests.helpers import no_server, unique_name
 
 T = TypeVar("T")
 
@@ -85,7 +86,7 @@ def test_every_script_call_touches_one_slot_as_redis_sees_it(cluster_client: red
     name = unique_name("slots")
     q = delayq.Queue(cluster_client, name, shards=shards)
     calls = recorded_calls(q)
-    assert {c.script.name for c in calls} == set(delayq._core.SCRIPT_KEYS)
+    assert {c.script.name for c in calls} == set(SCRIPTS)
     node = cluster_client.get_random_node()
     direct = redis.Redis(host=node.host, port=node.port)
     tags = set()

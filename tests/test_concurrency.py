@@ -13,7 +13,7 @@ from collections import defaultdict
 import redis
 
 import delayq
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 CONSUMER = r"""
 import json, sys, time, zlib

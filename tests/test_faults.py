@@ -14,7 +14,7 @@ from redis.retry import Retry
 import delayq
 from delayq import Job, QueueStats
 from delayq._server import RedisServer, ServerUnavailable
-from tests.conftest import no_server, unique_name
+from tests.helpers import no_server, unique_name
 
 
 @pytest.fixture

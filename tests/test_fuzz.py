@@ -18,8 +18,8 @@ import delayq
 import delayq.aio
 from delayq import DelayqError, InvalidArgument, InvalidType, Job
 from delayq.__main__ import main
-from delayq._core import SENTINEL
-from tests.conftest import Env, unique_name
+from delayq._validate import SENTINEL
+from tests.helpers import Env, unique_name
 from tests.snapshots import snapshot
 
 JUNK = st.one_of(

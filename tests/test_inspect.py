@@ -19,8 +19,8 @@ import delayq
 import delayq.aio
 from delayq import JobInfo, QueueRef, QueueStats
 from delayq._discover import queue_pattern, queues_from_keys
-from delayq._sharded import shard_tags
-from tests.conftest import Env, unique_name
+from delayq._shards import shard_tags
+from tests.helpers import Env, unique_name
 from tests.snapshots import snapshot
 
 
@@ -55,6 +55,25 @@ def test_get_shows_a_job_in_every_state(env: Env, shards: int) -> None:
     assert dead is not None and (dead.state, dead.error, dead.attempts) == ("dead", "boom: it failed", 1)
     assert dead.died_ms is not None and abs(dead.died_ms - dead.now_ms) < 5000
     assert q.get("nope") is None
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_get_sends_only_a_preview_of_a_large_payload(env: Env, shards: int) -> None:
+    q = env.queue(shards=shards)
+    big = bytes(range(256)) * 4096  # 1 MiB
+    q.enqueue(big, id="big")
+    q.enqueue(b"small", id="small")
+    cut = q.get("big", preview=1000)
+    assert cut is not None and cut.payload == big[:1000] and cut.payload_size == len(big) and cut.truncated
+    whole = q.get("big")
+    assert whole is not None and whole.payload == big and not whole.truncated
+    small = q.get("small", preview=1000)
+    assert small is not None and small.payload == b"small" and small.payload_size == 5 and not small.truncated
+    empty = q.get("small", preview=0)
+    assert empty is not None and empty.payload == b"" and empty.payload_size == 5
+    for bad, error in ((-1, delayq.InvalidArgument), (1.5, delayq.InvalidType), (True, delayq.InvalidType)):
+        with pytest.raises(error, match="preview"):
+            q.get("big", preview=bad)
 
 
 def test_get_ready_and_an_expired_lock(env: Env) -> None:
@@ -240,7 +259,20 @@ def test_find_queues_on_every_node(env: Env, shards: int) -> None:
     assert found == sorted(QueueRef(n, shards) for n in names)
     queues[3].resume()
     queues[0].purge()
-    assert [r.name for r in delayq.find_queues(env.raw, prefix=prefix)] == names[1:3]
+    assert [r.name for r in delayq.find_queues(env.raw, prefix=prefix)] == sorted(names[1:3])  # by name: "-100" < "-99"
+
+
+def test_find_queues_skips_keys_that_only_look_like_a_queues(raw_client: Any) -> None:
+    prefix = unique_name("strange")
+    delayq.Queue(raw_client, "real", prefix=prefix).enqueue(b"x")
+    delayq.Queue(raw_client, "sharded", prefix=prefix, shards=2).enqueue_many([b"y"] * 4)
+    raw_client.set(f"{prefix}:{{session}}:meta", "another program's string")  # a queue's meta is a hash
+    raw_client.hset(f"{prefix}:{{cache}}:due", "k", "v")  # a queue's due set is a zset
+    raw_client.zadd(f"{prefix}:{{{'n' * 201}}}:due", {"a": 1})  # no queue name is that long
+    raw_client.zadd(f"{prefix}:{{a}}b}}:due".encode(), {"a": 1})  # nor holds a brace
+    raw_client.zadd(f"{prefix}:{{".encode() + b"\xff\xfe}:due", {"a": 1})  # nor is not UTF-8
+    found = delayq.find_queues(raw_client, prefix=prefix)
+    assert found == [QueueRef("real"), QueueRef("sharded", 2)]
 
 
 def test_find_queues_async(redis_url: str) -> None:

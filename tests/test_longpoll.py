@@ -16,7 +16,7 @@ import redis
 import delayq
 import delayq._core
 import delayq.aio
-from tests.conftest import Env, unique_name
+from tests.helpers import Env, unique_name
 
 LATE_MS = 300
 """How late (server clock) a claim may be after its job became claimable, in these tests. The

@@ -21,10 +21,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import delayq
-from delayq._inspect import QueueRef
 from delayq._server import free_port
-from delayq.metrics import QueueCollector, WorkerMetrics, queue_labels, render
-from tests.conftest import unique_name
+from delayq.metrics import QueueCollector, WorkerMetrics, render
+from tests.helpers import unique_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,17 +50,17 @@ def test_queue_gauges_are_read_at_scrape_time() -> None:
     registry = CollectorRegistry()
     registry.register(QueueCollector(client, prefix="m"))
     first = samples(generate_latest(registry).decode())
-    assert first[("delayq_jobs", (("queue", "mail"), ("state", "ready")))] == 2
-    assert first[("delayq_jobs", (("queue", "mail"), ("state", "delayed")))] == 1
-    assert first[("delayq_queue_paused", (("queue", "mail"),))] == 0
+    assert first[("delayq_jobs", (("queue", "mail"), ("shards", "1"), ("state", "ready")))] == 2
+    assert first[("delayq_jobs", (("queue", "mail"), ("shards", "1"), ("state", "delayed")))] == 1
+    assert first[("delayq_queue_paused", (("queue", "mail"), ("shards", "1")))] == 0
     assert first[("delayq_up", ())] == 1
     (job,) = q.dequeue(1)
     q.nack(job)
     q.pause()
     again = samples(generate_latest(registry).decode())
-    assert again[("delayq_jobs", (("queue", "mail"), ("state", "dead")))] == 1
-    assert again[("delayq_queue_paused", (("queue", "mail"),))] == 1
-    assert again[("delayq_oldest_ready_age_seconds", (("queue", "mail"),))] >= 0
+    assert again[("delayq_jobs", (("queue", "mail"), ("shards", "1"), ("state", "dead")))] == 1
+    assert again[("delayq_queue_paused", (("queue", "mail"), ("shards", "1")))] == 1
+    assert again[("delayq_oldest_ready_age_seconds", (("queue", "mail"), ("shards", "1")))] >= 0
     text = generate_latest(registry).decode()
     assert types(text)["delayq_jobs"] == "gauge" and types(text)["delayq_oldest_ready_age_seconds"] == "gauge"
 
@@ -73,9 +72,28 @@ def test_a_scrape_without_redis_says_so() -> None:
     assert "delayq_jobs{" not in text
 
 
-def test_queue_labels_tell_a_plain_and_a_sharded_queue_of_one_name_apart() -> None:
-    refs = [QueueRef("a"), QueueRef("a", 4), QueueRef("b", 2)]
-    assert queue_labels(refs) == {QueueRef("a"): "a", QueueRef("a", 4): "a/4", QueueRef("b", 2): "b"}
+def test_a_plain_queue_named_like_a_shard_label_is_its_own_series() -> None:
+    client = fakeredis.FakeRedis()
+    delayq.Queue(client, "a/3", prefix="lbl").enqueue_many([b"x"] * 2)
+    delayq.Queue(client, "a", prefix="lbl", shards=3).enqueue_many([b"y"] * 5)
+    delayq.Queue(client, "a", prefix="lbl").enqueue(b"z")
+    got = samples(render(QueueCollector(client, prefix="lbl")).decode())
+    ready = {labels: v for (name, labels), v in got.items() if name == "delayq_jobs" and ("state", "ready") in labels}
+    assert ready == {
+        (("queue", "a"), ("shards", "1"), ("state", "ready")): 1,
+        (("queue", "a"), ("shards", "3"), ("state", "ready")): 5,
+        (("queue", "a/3"), ("shards", "1"), ("state", "ready")): 2,
+    }
+
+
+def test_a_foreign_key_spoils_one_queue_not_the_scrape() -> None:
+    client = fakeredis.FakeRedis()
+    delayq.Queue(client, "good", prefix="fk").enqueue(b"x")
+    client.set("fk:{clash}:due", "another program's string")  # WRONGTYPE for the stats script
+    text = render(QueueCollector(client, prefix="fk", queues=["good", "clash"])).decode()
+    got = samples(text)
+    assert got[("delayq_jobs", (("queue", "good"), ("shards", "1"), ("state", "ready")))] == 1
+    assert 'queue="clash"' not in text and got[("delayq_up", ())] == 0
 
 
 def test_worker_metrics_count_events_and_time_handlers() -> None:
@@ -188,6 +206,6 @@ def test_two_worker_processes_add_up_in_the_exporter(redis_url: str, tmp_path: P
     assert (event("processed"), event("failed"), event("dead_lettered")) == (60, 4, 4)
     assert got[("delayq_handler_duration_seconds_count", (("outcome", "success"), ("queue", name)))] == 60
     assert got[("delayq_handler_duration_seconds_bucket", (("le", "0.005"), ("outcome", "success"), ("queue", name)))] == 0
-    assert got[("delayq_jobs", (("queue", name), ("state", "dead")))] == 4
+    assert got[("delayq_jobs", (("queue", name), ("shards", "1"), ("state", "dead")))] == 4
     assert got[("delayq_up", ())] == 1
     q.purge()

@@ -24,7 +24,7 @@ from delayq import InvalidArgument, InvalidType
 from delayq.periodic import PeriodicJob, Scheduler, cron, every, make_schedule, slot_text
 from delayq.tasks import Tasks
 from delayq.testing import frozen_clock
-from tests.conftest import Env, unique_name
+from tests.helpers import Env, unique_name
 from tests.helpers_tasks import drain, real_queue, scheduler, tick
 
 UTC = timezone.utc

@@ -15,7 +15,7 @@ from delayq import InvalidArgument, InvalidType
 from delayq.periodic import PeriodicJob, cron, every
 from delayq.tasks import Tasks
 from delayq.testing import frozen_clock
-from tests.conftest import Env
+from tests.helpers import Env
 from tests.helpers_tasks import real_queue, scheduler, tick
 
 UTC = timezone.utc

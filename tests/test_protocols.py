@@ -12,7 +12,7 @@ from redis._parsers import _HiredisParser, _RESP2Parser, _RESP3Parser
 
 import delayq
 import delayq.aio
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 PARSERS = {
     "resp2-python": (2, _RESP2Parser),

@@ -14,9 +14,11 @@ import redis
 
 import delayq
 from delayq import Job, QueueStats, ScriptError
-from delayq._core import SCRIPT_LOADS, SENTINEL, AckResult
+from delayq._replies import AckResult
 from delayq._scripts import SCRIPTS
-from tests.conftest import Env, unique_name
+from delayq._steps import SCRIPT_LOADS
+from delayq._validate import SENTINEL
+from tests.helpers import Env, unique_name
 from tests.snapshots import snapshot
 
 
@@ -391,14 +393,14 @@ def test_the_acks_say_which_ones_they_refused(env: Env, shards: int, via: str) -
     assert q.cancel("c")
     done = [old_a, b, new_a, c, b]  # a stale claim, two live ones (b twice), a cancelled one
     if via == "ack":
-        assert q._ack_claims(done) == AckResult(2, [old_a, c], [], [c])
+        assert q.ack_claims(done) == AckResult(2, [old_a, c], [], [c])
     else:
-        result = q._ack_and_claim(done, 5, 30, 0)
+        result = q.ack_and_claim(done, 5, 30)
         assert (result.acked, result.refused, result.unapplied, result.jobs) == (2, [old_a, c], [], [])
         assert result.gone == [c], "the cancelled job is gone; the stale claim's job is not"
     assert q.stats().total == 0
-    assert q._ack_claims([]) == AckResult(0, [], [], [])
-    assert q._ack_and_claim([], 5, 30, 0).refused == []
+    assert q.ack_claims([]) == AckResult(0, [], [], [])
+    assert q.ack_and_claim([], 5, 30).refused == []
 
 
 def test_purge_removes_every_job_and_key(env: Env) -> None:

@@ -11,7 +11,7 @@ import redis
 
 import delayq
 from delayq.bench._roundtrip import RoundTripQueue
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 
 @pytest.fixture(params=["lua", "roundtrip"])

@@ -10,10 +10,11 @@ import redis
 from redis.crc import key_slot
 
 import delayq
-from delayq._core import SCRIPT_KEYS, SENTINEL, QueueCore
-from delayq._scripts import SCRIPTS
+from delayq._core import QueueCore
+from delayq._scripts import SCRIPTS, header_keys
+from delayq._validate import SENTINEL
 from delayq.periodic import PeriodicJob, Scheduler, every
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 # the README's ACL line gives exactly these
 ACL_COMMANDS = (
@@ -30,27 +31,83 @@ def header(name: str) -> str:
 
 
 def test_every_lua_file_is_registered() -> None:
-    assert sorted(p.stem for p in LUA.glob("*.lua")) == sorted(SCRIPTS) == sorted(SCRIPT_KEYS)
+    assert sorted(p.stem for p in LUA.glob("*.lua")) == sorted(SCRIPTS)
 
 
-@pytest.mark.parametrize("name", sorted(SCRIPT_KEYS))
-def test_header_keys_match_what_python_passes(name: str) -> None:
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_header_keys_are_what_python_passes(name: str) -> None:
     declared = re.findall(r"^KEYS\[(\d+)\]\s+(\w+)", header(name), flags=re.M)
     assert [int(i) for i, _ in declared] == list(range(1, len(declared) + 1))
-    assert tuple(role for _, role in declared) == SCRIPT_KEYS[name]
+    assert tuple(role for _, role in declared) == SCRIPTS[name].keys
     core = QueueCore("q")
-    assert len(core._call(name).keys) == len(declared)
+    assert core._call(name).keys == tuple(core.keys[role] for _, role in declared)
 
 
-@pytest.mark.parametrize("name", sorted(SCRIPT_KEYS))
+def test_a_header_whose_keys_are_misnumbered_is_refused() -> None:
+    with pytest.raises(ValueError, match="not numbered"):
+        header_keys("x", "--[[ x\nKEYS[1] due (zset)\nKEYS[3] lease (zset)\n]]\n")
+    with pytest.raises(ValueError, match="header"):
+        header_keys("x", "local rcall = redis.call\n")
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_header_has_argv_returns_and_cost(name: str) -> None:
     text = header(name)
-    assert re.search(r"^ARGV\[1\]", text, flags=re.M), "ARGV documented"
+    assert re.search(r"^ARGV\[1\] now\s+\(ms\)", text, flags=re.M), "every script takes now in ARGV[1]"
     assert "Returns:" in text
     assert re.search(r"^Cost: O\(", text, flags=re.M)
     body = SCRIPTS[name].source[len(text) :]
     assert "local rcall = redis.call" in body
     assert "cmsgpack" not in body and "math.random" not in body
+    for line in body.splitlines():
+        if "KEYS[" in line:
+            assert re.fullmatch(r"local \w+_key(, \w+_key)* = KEYS\[\d+\](, KEYS\[\d+\])*", line), "keys named once"
+    # Python sends now first ("" = the server's clock), whatever the script
+    core = QueueCore("q")
+    assert core._call(name).args[:1] == ("",)
+    core.clock = lambda: 1234
+    assert core._call(name).args[:1] == ("1234",)
+
+
+# The shared fragments: each script is self-contained (it runs under redis-cli --eval), so a
+# fragment is copied into every script that needs it, between "-- shared fragment: NAME" and
+# "-- end of shared fragment"; every copy must be the same, and what a fragment does is done
+# nowhere outside one (the last column: a line only a copy of that fragment may hold).
+FRAGMENTS = {
+    "clock": "rcall('TIME')",
+    "wake": "rcall('LPUSH', wake_key",
+    "wake_before": "rcall('ZRANGEBYSCORE', waiters_key, '(' ..",
+    "drop_idle": "rcall('DEL', lease_key)",
+    "holds": "rcall('HGET', meta_key, id) ==",
+    "acks": "rcall('ZMSCORE', lease_key",
+}
+_FRAGMENT = re.compile(r"^-- shared fragment: (\w+)\n(.*?)^-- end of shared fragment$", flags=re.M | re.S)
+
+
+def fragments(source: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for name, text in _FRAGMENT.findall(source):
+        found.setdefault(name, []).append(text)
+    return found
+
+
+def test_the_shared_fragments_are_the_same_in_every_script() -> None:
+    copies: dict[str, dict[str, str]] = {}
+    for name, script in SCRIPTS.items():
+        for fragment, texts in fragments(script.source).items():
+            assert fragment in FRAGMENTS, f"{name}.lua: unknown fragment {fragment!r}"
+            assert len(texts) == 1, f"{name}.lua holds {fragment!r} twice"
+            copies.setdefault(fragment, {})[name] = texts[0]
+        outside = _FRAGMENT.sub("", script.source)
+        for fragment, line in FRAGMENTS.items():
+            assert line not in outside, f"{name}.lua does what {fragment!r} does outside the shared copy"
+    for fragment, by_script in copies.items():
+        assert len(set(by_script.values())) == 1, f"the copies of {fragment!r} differ: {sorted(by_script)}"
+    # the scripts that read the clock, push wake-ups, check tokens, drop idle keys
+    assert set(copies["clock"]) == {n for n, s in SCRIPTS.items() if not re.search(r"^ARGV\[1\] now .*not read", s.source, re.M)}
+    assert {"ack", "dequeue"} <= set(copies["acks"]) and {"extend", "nack", "release"} <= set(copies["holds"])
+    assert {"ack", "dequeue", "nack", "release", "cancel"} <= set(copies["drop_idle"])
+    assert {"enqueue", "nack", "release", "reschedule"} <= set(copies["wake_before"])
 
 
 def test_the_sentinel_is_the_same_everywhere() -> None:

@@ -18,9 +18,11 @@ from redis.crc import key_slot
 
 import delayq
 from delayq import QueueStats
-from delayq._core import MAX_NAME_LENGTH, Call, Step
-from delayq._sharded import make_core, shard_tags
-from tests.conftest import Env, unique_name
+from delayq._base import make_core
+from delayq._shards import shard_tags
+from delayq._steps import Call, Step
+from delayq._validate import MAX_NAME_LENGTH
+from tests.helpers import Env, unique_name
 from tests.snapshots import snapshot
 
 
@@ -286,7 +288,7 @@ def test_a_shard_failing_mid_dequeue_loses_no_claimed_job(env: Env, public: bool
         acked, jobs = q.ack_and_dequeue(done, 30)
         unapplied = [j for j in done if q._core.shard_of(j.id).keys["due"] == failed[0].keys[0]]
     else:
-        result = q._ack_and_claim(done, 30, 30, 0)
+        result = q.ack_and_claim(done, 30, 30)
         acked, jobs, unapplied = result.acked, result.jobs, result.unapplied
         assert result.refused == []
     (failure,) = failed

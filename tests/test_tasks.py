@@ -17,7 +17,7 @@ import delayq.aio
 from delayq import Backoff, Fail, InvalidArgument, InvalidType, Job, JobPolicy, QueueStats, Retry
 from delayq.tasks import Args, Tasks, current_job
 from delayq.testing import frozen_clock, run_due
-from tests.conftest import Env
+from tests.helpers import Env
 from tests.helpers_tasks import bind, drain, enqueue, enqueue_many, real_queue, run_worker
 from tests.snapshots import snapshot
 

@@ -22,7 +22,7 @@ import delayq.aio
 from delayq import Fail, InvalidArgument, InvalidType, Job, QueueStats
 from delayq.tasks import Tasks
 from delayq.testing import arun_due, frozen_clock, run_due
-from tests.conftest import Env, unique_name
+from tests.helpers import Env, unique_name
 from tests.helpers_tasks import bind, drain, enqueue, real_queue, run_worker
 from tests.snapshots import snapshot
 

@@ -22,7 +22,7 @@ import delayq.testing
 from delayq import Backoff, InvalidArgument, InvalidType, Job, JobPolicy, QueueStats
 from delayq._cli_base import max_attempts_of
 from delayq.testing import Clock, frozen_clock
-from tests.conftest import Env
+from tests.helpers import Env
 from tests.helpers_tasks import drain, real_queue
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,9 +12,9 @@ import redis
 import delayq
 import delayq.aio
 from delayq import DelayqError, InvalidArgument, InvalidType, Job
-from delayq._core import SENTINEL
 from delayq._scripts import SCRIPTS
-from tests.conftest import Env
+from delayq._validate import SENTINEL
+from tests.helpers import Env
 from tests.snapshots import snapshot
 
 NAN = float("nan")
@@ -195,24 +195,24 @@ def test_scripts_never_touch_the_reserved_member_whatever_a_client_sends(env: En
     core = q._core
 
     def run(name: str, *args: bytes | str | int) -> Any:
-        call = core._call(name, *args)
+        call = core._call(name, *args)  # now ("": the server's clock) goes first
         return env.raw.eval(SCRIPTS[name].source, len(call.keys), *call.keys, *call.args)
 
     before = snapshot(env.raw, q)
     # ack answers with the positions it refused: the sentinel's (1), and a's with a wrong token (2)
-    assert run("ack", "", SENTINEL, "") == [1]
-    assert run("ack", "", SENTINEL, "", held[0].id, "") == [1, 2]
-    assert int(run("extend", SENTINEL, "", 30_000, "")) == 0
-    assert run("nack", SENTINEL, "", 0, 0, "", "") == 0
-    assert run("nack", SENTINEL, "", 0, 1, "e", "") == 0
+    assert run("ack", SENTINEL, "") == [1]
+    assert run("ack", SENTINEL, "", held[0].id, "") == [1, 2]
+    assert int(run("extend", SENTINEL, "", 30_000)) == 0
+    assert run("nack", SENTINEL, "", 0, 0, "") == 0
+    assert run("nack", SENTINEL, "", 0, 1, "e") == 0
     assert run("cancel", SENTINEL) == 0
-    assert run("reschedule", SENTINEL, "rel", 0, "") == 0
-    assert run("reschedule", SENTINEL, "abs", 0, "") == 0
-    assert run("redrive", 1000, "", SENTINEL) == 0
-    reply = run("dequeue", 5, 30_000, "0123456789abcdef", 1, "", 1, SENTINEL, "")
+    assert run("reschedule", SENTINEL, "rel", 0) == 0
+    assert run("reschedule", SENTINEL, "abs", 0) == 0
+    assert run("redrive", 1000, SENTINEL) == 0
+    reply = run("dequeue", 5, 30_000, "0123456789abcdef", 1, 1, SENTINEL, "")
     assert reply[2:] == [[1], 0]  # the ack refused, nothing claimed (c is not due yet)
     assert snapshot(env.raw, q) == before
-    assert run("enqueue", "rel", 0, "", SENTINEL, b"payload", "d", b"d") == [0, 1]
+    assert run("enqueue", "rel", 0, SENTINEL, b"payload", "d", b"d") == [0, 1]
     assert [p.id for p in q.peek()] == ["d", "c"]
     # the job in flight beside the sentinel is still there, held, and acked once
     assert q.ack(held[0]) is True

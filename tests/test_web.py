@@ -23,9 +23,10 @@ from starlette.testclient import TestClient
 
 import delayq
 from delayq.web import create_app
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 XSS = b"<script>alert(1)</script>"
+BASE = "http://localhost"  # the dashboard answers loopback names only, by default
 
 
 class Site:
@@ -52,7 +53,7 @@ class Site:
         return create_app(self.target(), cluster=self.cluster, prefix=self.prefix, **options)
 
     def client(self, **options: Any) -> TestClient:
-        return TestClient(self.app(**options))
+        return TestClient(self.app(**options), base_url=BASE)
 
 
 @pytest.fixture(params=["fake", "real", "cluster"])
@@ -257,7 +258,7 @@ def test_mounted_under_a_path_in_another_app(site: Site) -> None:
         await inner.state.delayq.aclose()  # a mounted app's own lifespan does not run
 
     outer = Starlette(routes=[Mount("/ops/delayq", app=inner)], lifespan=lifespan)
-    with TestClient(outer) as client:
+    with TestClient(outer, base_url=BASE) as client:
         home = client.get("/ops/delayq/")
         assert home.status_code == 200 and 'href="/ops/delayq/queue?name=mounted"' in home.text
         assert "Path=/ops/delayq;" in home.headers["set-cookie"]
@@ -283,8 +284,16 @@ def test_workers_from_heartbeats(site: Site) -> None:
             {"host": "web-1", "pid": 42, "concurrency": 8, "counters": {"processed": 7}, "started": now - 300, **kw}
         ).encode()
         site.raw.hset(key, mapping={"w1": beat(last_seen=now - 2), "w2": beat(last_seen=(now - 3600) * 1000), "w3": b"{not json"})
+        ahead = json.dumps({"host": "web-2", "pid": 7, "concurrency": 1, "last_seen": (now + 30) * 1000})  # ms, clock ahead
+        site.raw.hset(key, "w4", ahead)
         page = client.get("/queue", params={"name": "beats"}).text
         assert "web-1" in page and "processed 7" in page and "w1" in page and "w2" not in page and "w3" not in page
+        rows = dict(re.findall(r'<td class="id">([^<]+)</td>(.*?)</tr>', page, flags=re.S))
+        times = {w: dict(re.findall(r'data-time="(\w+)">([^<]*)<', rows[w])) for w in ("w1", "w4")}
+        assert re.fullmatch(r"5m \d+s ago", times["w1"]["started"]), times  # seconds pass as the page renders
+        assert re.fullmatch(r"\d\.\ds ago|\d+s ago", times["w1"]["last_seen"]), times
+        assert times["w4"] == {"started": "-", "last_seen": times["w4"]["last_seen"]}
+        assert re.fullmatch(r"2\d(\.\d)?s ahead of this clock|30s ahead of this clock", times["w4"]["last_seen"]), times
         assert "w1" in client.get("/workers").text
     site.raw.delete(key)
     q.purge()
@@ -294,21 +303,37 @@ def test_metrics_endpoint(site: Site) -> None:
     scene(site, "metered")
     with site.client() as client:
         text = client.get("/metrics").text
-    assert 'delayq_jobs{queue="metered",state="ready"} 1.0' in text
-    assert 'delayq_jobs{queue="metered",state="dead"} 1.0' in text
-    assert 'delayq_queue_paused{queue="metered"} 0.0' in text
+    assert 'delayq_jobs{queue="metered",shards="1",state="ready"} 1.0' in text
+    assert 'delayq_jobs{queue="metered",shards="1",state="dead"} 1.0' in text
+    assert 'delayq_queue_paused{queue="metered",shards="1"} 0.0' in text
     assert "delayq_up 1.0" in text
-    assert re.search(r'delayq_oldest_ready_age_seconds\{queue="metered"\} [0-9.e-]+', text)
+    assert re.search(r'delayq_oldest_ready_age_seconds\{queue="metered",shards="1"\} [0-9.e-]+', text)
 
 
 def test_redis_down_is_a_page_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("DELAYQ_WEB_USERNAME", "DELAYQ_WEB_PASSWORD"):
         monkeypatch.delenv(var, raising=False)
-    with TestClient(create_app("redis://127.0.0.1:1/0")) as client:
+    with TestClient(create_app("redis://127.0.0.1:1/0"), base_url=BASE) as client:
         page = client.get("/")
         assert page.status_code == 503 and "Redis did not answer" in page.text
+        assert 'class="flash"' not in page.text and page.text.count("ConnectionError") == 1, "said once, as the problem"
         metrics = client.get("/metrics")
         assert metrics.status_code == 200 and "delayq_up 0.0" in metrics.text
+
+
+def test_a_redis_that_stops_answering_gets_a_503_page_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket  # noqa: PLC0415
+
+    for var in ("DELAYQ_WEB_USERNAME", "DELAYQ_WEB_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        with TestClient(create_app(url, timeout=0.3, queues=["q"]), base_url=BASE) as client:
+            page = client.get("/")
+            assert page.status_code == 503 and "Redis did not answer" in page.text and "Timeout" in page.text
+            assert "delayq_up 0.0" in client.get("/metrics").text
 
 
 def test_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -318,3 +343,215 @@ def test_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
         create_app("redis://localhost")
     with pytest.raises(delayq.InvalidArgument, match="prefix"):
         create_app("redis://localhost", prefix="a{b", username="", password="")
+
+
+# ---------------------------------------------------------------- what an adversary tries
+
+
+def test_a_page_asked_for_under_another_host_name_is_refused(site: Site) -> None:
+    """DNS rebinding: a site's own name pointed at the dashboard's address reads and acts as its own page."""
+    q = scene(site, "rebind")
+    with site.client() as client:
+        page = client.get("/queue", params={"name": "rebind"})
+        fields = {"csrf": token(page.text), "action": "purge", "name": "rebind", "confirm": "rebind"}
+        evil = {"Host": "attacker.example", "Origin": "http://attacker.example"}
+        refused = client.get("/queue", params={"name": "rebind"}, headers=evil)
+        assert refused.status_code == 400 and "attacker.example" in refused.text and "allowed_hosts" in refused.text
+        assert "set-cookie" not in refused.headers and "rebind" not in refused.text.replace("attacker", "")
+        assert client.post("/action", data=fields, headers=evil).status_code == 400
+        assert client.get("/metrics", headers=evil).status_code == 400
+        assert q.stats().total == 4
+        for loopback in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+            assert client.get("/", headers={"Host": loopback}).status_code == 200, loopback
+    with site.client(allowed_hosts=["dash.example.com", "*.ops.example"]) as client:
+        for host in ("dash.example.com", "DASH.example.com:443", "eu.ops.example"):
+            assert client.get("/", headers={"Host": host}).status_code == 200, host
+        for host in ("example.com", "ops.example", "dash.example.com.attacker.example", "localhost"):
+            assert client.get("/", headers={"Host": host}).status_code == 400, host
+
+
+def test_allowed_hosts_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DELAYQ_WEB_ALLOWED_HOSTS", "ops.example, *.internal")
+    with TestClient(create_app("redis://127.0.0.1:1/0")) as client:
+        assert client.get("/static/delayq.css", headers={"Host": "ops.example"}).status_code == 200
+        assert client.get("/static/delayq.css", headers={"Host": "a.internal"}).status_code == 200
+        assert client.get("/static/delayq.css", headers={"Host": "localhost"}).status_code == 400
+
+
+def test_one_queue_holding_a_stranger_key_does_not_spoil_the_list(site: Site) -> None:
+    scene(site, "fine")
+    site.raw.set(f"{site.prefix}:{{clash}}:due", "another program's string")
+    with site.client(queues=["fine", "clash"]) as client:
+        page = client.get("/")
+        assert page.status_code == 200
+        rows = dict(re.findall(r'<tr data-queue="([^"]+)">(.*?)</tr>', page.text, flags=re.S))
+        assert count(rows["fine"], "ready") == "1"
+        assert "WRONGTYPE" in rows["clash"] and "data-count" not in rows["clash"]
+        assert client.get("/metrics").text.count('queue="fine"') > 0
+    with site.client(queues=["clash"]) as client:  # nothing could be read: Redis is refusing
+        alone = client.get("/")
+        assert alone.status_code == 503 and "WRONGTYPE" in alone.text
+    with site.client() as client:  # found by SCAN: the string is nobody's queue
+        rows = dict(re.findall(r'<tr data-queue="([^"]+)">(.*?)</tr>', client.get("/").text, flags=re.S))
+        assert set(rows) == {"fine"}
+    site.raw.delete(f"{site.prefix}:{{clash}}:due")
+
+
+def test_a_redis_that_refuses_scripts_gets_a_503_page(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("DELAYQ_WEB_USERNAME", "DELAYQ_WEB_PASSWORD", "DELAYQ_WEB_PUBLIC_READ"):
+        monkeypatch.delenv(var, raising=False)
+    raw = redis.Redis.from_url(redis_url)
+    user, prefix = unique_name("noscript"), unique_name("acl")
+    delayq.Queue(raw, "q", prefix=prefix).enqueue(b"x", id="j")
+    raw.acl_setuser(user, enabled=True, passwords=[f"+{user}"], keys=["*"], commands=["+@read", "-evalsha", "-eval"])
+    try:
+        url = redis_url.replace("redis://", f"redis://{user}:{user}@", 1)
+        with TestClient(create_app(url, prefix=prefix), base_url=BASE) as client:
+            for path in ("/", "/queue?name=q", "/job?name=q&id=j", "/partials/counts?name=q"):
+                page = client.get(path)
+                assert page.status_code == 503 and "Redis refused" in page.text and "evalsha" in page.text, path
+            assert "delayq_up 0.0" in client.get("/metrics").text
+    finally:
+        raw.acl_deluser(user)
+        delayq.Queue(raw, "q", prefix=prefix).purge()
+        raw.close()
+
+
+def test_a_cluster_client_on_a_lone_server_gets_a_503_page(redis_url: str) -> None:
+    with TestClient(create_app(redis_url, cluster=True, username="", password=""), base_url=BASE) as client:
+        page = client.get("/")
+        assert page.status_code == 503 and "Redis did not answer" in page.text and "Traceback" not in page.text
+
+
+def test_queues_named_in_urls_do_not_pile_up_in_memory(site: Site) -> None:
+    from delayq.web._dashboard import MAX_OPEN_QUEUES  # noqa: PLC0415
+
+    app = site.app()
+    with TestClient(app, base_url=BASE) as client:
+        for i in range(MAX_OPEN_QUEUES + 40):
+            assert client.get("/partials/counts", params={"name": f"made-up-{i}"}).status_code == 200
+        kept = client.portal.call(lambda: _open_queues(app))
+        assert kept == MAX_OPEN_QUEUES
+
+
+async def _open_queues(app: Starlette) -> int:
+    return len(app.state.delayq.connection().queues)
+
+
+async def _opened(app: Starlette) -> list[delayq.QueueRef]:
+    return list(app.state.delayq.connection().queues)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("refresh", -1, delayq.InvalidArgument),
+        ("refresh", float("nan"), delayq.InvalidArgument),
+        ("refresh", "2", delayq.InvalidType),
+        ("page_size", 0, delayq.InvalidArgument),
+        ("page_size", 10**9, delayq.InvalidArgument),
+        ("page_size", 2.5, delayq.InvalidType),
+        ("discover_every", -5, delayq.InvalidArgument),
+        ("timeout", 0, delayq.InvalidArgument),
+        ("queues", ["ok", "a{b"], delayq.InvalidArgument),
+        ("queues", "single-name", delayq.InvalidType),
+        ("queues", [42], delayq.InvalidType),
+        ("read_only", "yes", delayq.InvalidType),
+        ("allowed_hosts", ["http://ops.example/"], delayq.InvalidArgument),
+        ("allowed_hosts", "ops.example", delayq.InvalidType),
+        ("allowed_hosts", [], delayq.InvalidArgument),
+        ("secret", b"short", delayq.InvalidArgument),
+        ("client", "http://not-redis", delayq.InvalidArgument),
+    ],
+)
+def test_each_bad_setting_is_named(option: str, value: Any, error: type[Exception], monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("DELAYQ_WEB_USERNAME", "DELAYQ_WEB_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    options: dict[str, Any] = {"client": "redis://localhost", option: value}
+    with pytest.raises(error, match=option):
+        create_app(**options)
+
+
+def test_an_oversized_action_form_is_refused_unread(site: Site) -> None:
+    q = scene(site, "big")
+    with site.client() as client:
+        page = client.get("/queue", params={"name": "big"}).text
+        fields = {"csrf": token(page), "action": "purge", "name": "big", "confirm": "big", "pad": "x" * 100_000}
+        refused = client.post("/action", data=fields)
+        assert refused.status_code == 413 and q.stats().total == 4
+
+
+def test_a_job_page_fetches_and_shows_only_the_start_of_a_huge_payload(site: Site) -> None:
+    from delayq.web._format import MAX_SHOWN_BYTES  # noqa: PLC0415
+
+    q = site.queue("huge")
+    q.enqueue(b"\xe2\x82\xac" * (2 * 1024 * 1024), id="euros")  # 6 MiB of text, a character cut at the limit
+    with site.client() as client:
+        page = client.get("/job", params={"name": "huge", "id": "euros"})
+    assert page.status_code == 200 and len(page.content) < 4 * MAX_SHOWN_BYTES
+    assert f"(text, the first {MAX_SHOWN_BYTES} of {6 * 1024 * 1024} bytes)" in page.text
+    shown = re.search(r'<pre class="payload" data-kind="text">([^<]*)</pre>', page.text)
+    assert shown is not None and set(shown[1]) == {"€"} and len(shown[1]) == MAX_SHOWN_BYTES // 3
+    q.purge()
+
+
+def test_every_form_that_acts_is_a_post_carrying_the_csrf_token(site: Site) -> None:
+    scene(site, "forms")
+    with site.client() as client:
+        pages = [client.get("/").text, client.get("/workers").text]
+        pages += [
+            client.get("/queue", params={"name": "forms", "state": s}).text for s in ("ready", "delayed", "in_flight", "dead")
+        ]
+        pages += [client.get("/job", params={"name": "forms", "id": i}).text for i in ("xss", "flying", "ready", "later")]
+        csrf = token(pages[2])
+        forms = [form for page in pages for form in re.findall(r"<form\b.*?</form>", page, flags=re.S)]
+        acting = [f for f in forms if 'action="/action"' in f]
+        verbs = {re.search(r'name="action" value="(\w+)"', f)[1] for f in acting}  # type: ignore[index]
+        assert verbs == {"cancel", "reschedule", "redrive", "redrive_all", "pause", "purge"}
+        for form in acting:
+            assert 'method="post"' in form and f'name="csrf" value="{csrf}"' in form, form
+        for form in forms:
+            assert form in acting or ('method="get"' in form and 'action="/job"' in form), form
+        assert all("hx-post" not in page and "hx-delete" not in page and "hx-put" not in page for page in pages)
+        for method in ("GET", "PUT", "DELETE", "PATCH"):
+            assert client.request(method, "/action", params={"action": "purge", "name": "forms"}).status_code == 405
+
+
+def test_a_long_queue_list_uses_few_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    from delayq._server import RedisServer  # noqa: PLC0415
+    from delayq.web._dashboard import MAX_CONCURRENT_CALLS  # noqa: PLC0415
+
+    for var in ("DELAYQ_WEB_USERNAME", "DELAYQ_WEB_PASSWORD", "DELAYQ_WEB_PUBLIC_READ"):
+        monkeypatch.delenv(var, raising=False)
+    with RedisServer() as server:
+        raw = redis.Redis.from_url(server.url)
+        for i in range(60):
+            delayq.Queue(raw, f"q{i}").enqueue(b"x")
+        with TestClient(create_app(server.url, discover_every=0), base_url=BASE) as client:
+            for path in ("/", "/", "/metrics", "/workers"):
+                assert client.get(path).status_code == 200
+            assert len(raw.client_list()) - 1 <= MAX_CONCURRENT_CALLS
+            assert client.get("/").text.count("<tr data-queue=") == 60
+        raw.close()
+
+
+def test_a_url_cannot_make_up_a_sharded_queue(site: Site) -> None:
+    """Opening a queue of 256 shards costs 70 ms of CPU: only the sharded queues found or configured open."""
+    sharded = site.queue("spread", shards=4)
+    sharded.enqueue_many([b"x"] * 6)
+    app = site.app()
+    with TestClient(app, base_url=BASE) as client:
+        page = client.get("/queue", params={"name": "spread", "shards": "4"})
+        assert page.status_code == 200 and count(page.text, "ready") == "6"
+        for i in range(20):
+            made_up = client.get("/partials/counts", params={"name": f"made-up-{i}", "shards": "256"})
+            assert made_up.status_code == 404 and "of 256 shards" in made_up.text
+        opened = client.portal.call(lambda: _opened(app))
+        assert opened == [delayq.QueueRef("spread", 4)], "no queue object (no hash tags) for the made-up ones"
+        fields = {"csrf": token(page.text), "action": "pause", "name": "spread", "shards": "3"}
+        assert client.post("/action", data=fields).status_code == 404 and not sharded.stats().paused
+    with site.client(queues=[delayq.QueueRef("spread", 4)]) as client:
+        assert client.get("/job", params={"name": "spread", "shards": "4", "id": "nope"}).status_code == 404
+        assert "No job with this id" in client.get("/job", params={"name": "spread", "shards": "4", "id": "nope"}).text
+        assert client.get("/job", params={"name": "spread", "shards": "2", "id": "nope"}).status_code == 404
+    sharded.purge()

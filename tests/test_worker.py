@@ -20,8 +20,8 @@ import redis
 import delayq
 import delayq.aio
 from delayq import Backoff, Job, QueueStats, WorkerEvent, WorkerStats
-from delayq._core import Call
-from tests.conftest import Env, unique_name
+from delayq._steps import Call
+from tests.helpers import Env, unique_name
 from tests.test_sharded import fail_calls
 
 
@@ -590,4 +590,4 @@ def test_second_signal_stops_at_once_and_gives_running_jobs_back(redis_url: str,
     assert proc.returncode == 0, err
     assert time.monotonic() - start < 3, "did not wait for the 3 s handlers"
     assert q.stats() == QueueStats(ready=8, delayed=0, in_flight=0, dead=0), "running jobs are back at once"
-    assert "stats 0 4" in out
+    assert "stats 0 8" in out, "the 4 running and the 4 prefetched jobs were given back"

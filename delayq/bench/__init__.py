@@ -7,7 +7,8 @@ Tooling, not library API: nothing in ``delayq`` imports it but the command line.
     _harness.py    what phases share: target server, progress, cells, tables, targets, JSON, plot
     _processes.py  consumer processes, for the consumers and cluster phases
     _roundtrip.py  the baseline: the Go original's per-item round-trip queue
-    throughput.py, enqueue.py, scaling.py, consumers.py, lateness.py, cluster.py:
+    _peers.py      saq, arq and huey draining jobs with their own workers, for the worker phase
+    throughput.py, enqueue.py, scaling.py, consumers.py, lateness.py, cluster.py, worker.py:
                    one phase each: its measurement, its table, its targets (and plot panel)
 """
 

@@ -33,19 +33,19 @@ from collections.abc import Iterable
 
 import redis
 
-from .._core import (
+from .._types import Job
+from .._validate import (
     MAX_BATCH,
     MAX_DELAY_S,
     MAX_LOCK_TTL_S,
-    _check_id,
-    _check_int,
-    _check_job,
-    _check_name,
-    _check_payload,
+    check_id,
+    check_int,
+    check_job,
+    check_name,
+    check_payload,
     new_ids,
     to_ms,
 )
-from .._types import Job
 
 __all__ = ["RoundTripQueue"]
 
@@ -64,8 +64,8 @@ class RoundTripQueue:
 
     def __init__(self, client: redis.Redis, name: str, *, prefix: str = "delayq-rt") -> None:
         self._client = client
-        self.name = _check_name(name, "queue name")
-        base = f"{_check_name(prefix, 'key prefix')}:{{{self.name}}}"
+        self.name = check_name(name, "queue name")
+        base = f"{check_name(prefix, 'key prefix')}:{{{self.name}}}"
         self._due, self._payload, self._attempts, self._lock = (
             f"{base}:due",
             f"{base}:payload",
@@ -82,9 +82,9 @@ class RoundTripQueue:
         Raises:
             InvalidType, InvalidArgument: A bad payload, delay or id.
         """
-        data = _check_payload(payload)
+        data = check_payload(payload)
         delay_ms = to_ms(delay, "delay", minimum_ms=0, maximum_s=MAX_DELAY_S)
-        job_id = new_ids(1)[0] if id is None else _check_id(id)
+        job_id = new_ids(1)[0] if id is None else check_id(id)
         if not self._client.hsetnx(self._payload, job_id, data):
             return None
         self._client.zadd(self._due, {job_id: time.time() * 1000 + delay_ms})
@@ -107,7 +107,7 @@ class RoundTripQueue:
         Raises:
             InvalidType, InvalidArgument: A bad batch or lock_ttl.
         """
-        _check_int(batch, "batch", 1, MAX_BATCH)
+        check_int(batch, "batch", 1, MAX_BATCH)
         ttl = to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)
         client, start = self._client, 0
         jobs: list[Job] = []
@@ -140,7 +140,7 @@ class RoundTripQueue:
         Raises:
             InvalidType: ``job`` is not a Job.
         """
-        _check_job(job)
+        check_job(job)
         lock = self._lock + job.id
         if self._client.get(lock) != job.token.encode():
             return False

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._cli_base import CliError, exit_status, invocation
-from . import cluster, consumers, enqueue, lateness, scaling, throughput
+from . import cluster, consumers, enqueue, lateness, scaling, throughput, worker
 from ._harness import Phase, Progress, Targets, environment, open_target, plot, write_json
 
 __all__ = ["PHASES", "add_arguments", "report", "run", "run_script"]
@@ -29,6 +29,7 @@ PHASES: dict[str, Phase] = {
         consumers.PHASE,
         lateness.PHASE,
         cluster.PHASE,
+        worker.PHASE,
     )
 }
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .._core import MAX_NAME_LENGTH, _check_payload
 from .._errors import InvalidArgument, InvalidType
+from .._validate import MAX_NAME_LENGTH, check_payload
 from ._schedules import Cron, Every, Schedule, slot_text
 
 __all__ = ["Missed", "PeriodicJob", "PeriodicState", "check_periodic_name"]
@@ -59,7 +59,7 @@ class PeriodicJob:
         check_periodic_name(self.name)
         if not isinstance(self.schedule, (Cron, Every)):
             raise InvalidType(f"schedule must be cron(...) or every(...), got {self.schedule!r}")
-        object.__setattr__(self, "payload", _check_payload(self.payload))
+        object.__setattr__(self, "payload", check_payload(self.payload))
         if self.missed not in ("skip", "run_once"):
             raise InvalidArgument(f"missed must be 'skip' or 'run_once', got {self.missed!r}")
 

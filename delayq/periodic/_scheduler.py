@@ -15,10 +15,12 @@ from typing import Union
 import redis
 
 from .. import aio
-from .._core import Op, QueueCore, to_ms
+from .._core import QueueCore
 from .._errors import InvalidArgument, InvalidType
 from .._sharded import ShardedCore
+from .._steps import Op
 from .._sync import Queue
+from .._validate import to_ms
 from ._jobs import PeriodicJob, PeriodicState
 
 __all__ = ["MAX_SLEEP_S", "OUTAGE_PAUSES_S", "AsyncScheduler", "Scheduler", "SchedulerCore"]

@@ -25,8 +25,8 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .._core import Duration, to_ms
 from .._errors import InvalidArgument, InvalidType
+from .._validate import Duration, to_ms
 
 if TYPE_CHECKING:
     from cronsim import CronSim

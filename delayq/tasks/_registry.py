@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, S
 from typing import Any, TypeVar, overload
 
 from .. import aio
-from .._core import DEFAULT_MAX_ATTEMPTS, Duration
 from .._errors import InvalidArgument, InvalidType
 from .._hooks import Fail, JobPolicy
 from .._sync import Queue
 from .._types import Job
-from .._worker_core import Backoff
+from .._validate import DEFAULT_MAX_ATTEMPTS, Duration
+from .._worker_types import Backoff
 from ..periodic import Missed, PeriodicJob, Schedule, make_schedule
 from ._serializers import Serializer, SerializerName, make_serializer
 from ._task import AnyQueue, P, R, Task, TaskDecorator, check_task_name, current, run_on_loop

@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, Union
 
 from .. import aio
-from .._core import MAX_NAME_LENGTH, Duration
 from .._errors import DelayqError, InvalidArgument, InvalidType
 from .._hooks import JobPolicy
 from .._sync import Queue
 from .._types import Job
+from .._validate import MAX_NAME_LENGTH, Duration
 
 if TYPE_CHECKING:
     from ._registry import Tasks

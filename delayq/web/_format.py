@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-__all__ = ["MAX_SHOWN_BYTES", "age", "duration", "hexdump", "iso", "payload_view", "relative"]
+__all__ = ["MAX_SHOWN_BYTES", "age", "duration", "hexdump", "iso", "payload_view", "relative", "since"]
 
 MAX_SHOWN_BYTES = 64 * 1024
 """A job page shows at most this much of a payload."""
@@ -39,6 +39,18 @@ def relative(at_ms: int, now_ms: int) -> str:
     if abs(delta) < 0.5:
         return "now"
     return f"in {duration(delta)}" if delta > 0 else f"{duration(delta)} ago"
+
+
+def since(at_s: float, now_s: float) -> str:
+    """A time another machine reported (a worker's heartbeat, in seconds), seen from ``now_s``.
+
+    "-" when it is missing (0); "5m 2s ago"; and when the reporter's clock runs ahead of
+    this one, "3s ahead of this clock" (a skew to notice, never a time in the past).
+    """
+    if at_s <= 0:
+        return "-"
+    shown = relative(round(at_s * 1000), round(now_s * 1000))
+    return f"{shown[3:]} ahead of this clock" if shown.startswith("in ") else shown
 
 
 def age(seconds: float) -> str:
