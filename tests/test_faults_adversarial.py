@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import delayq
+from delayq._scripts import SCRIPTS
+from delayq._validate import SENTINEL
 from tests.helpers import Env, unique_name
+from tests.snapshots import snapshot
 from tests.test_longpoll import LATE_MS, Plan, run_waiters
 
 
@@ -66,3 +70,27 @@ def test_a_plain_and_a_sharded_queue_of_one_name_share_no_worker_list(env: Env) 
         assert q.remove_heartbeat(f"worker-{i}")
     assert [q.workers() for q in queues] == [[], [], []]
     assert isinstance(queues[0], delayq.Queue) or env.api == "async"
+
+
+def test_schedule_never_stores_the_reserved_member_whatever_a_client_sends(env: Env) -> None:
+    """Fault 4, below the Python checks: schedule.lua (periodic runs) stored any id it was sent,
+    the reserved member too; a claim of it then re-scored the member `lease` keeps at +inf and
+    overwrote its `meta`, and no call could remove it (every one refuses the reserved id)."""
+    q = env.queue()
+    q.enqueue_many([b"a", b"b"], ids=["a", "b"])
+    held = q.dequeue(1)  # lease and meta now hold the reserved member beside a
+    core = q._core
+
+    def run(*args: bytes | str | int) -> Any:
+        call = core._call("schedule", *args)
+        return env.raw.eval(SCRIPTS["schedule"].source, len(call.keys), *call.keys, *call.args)
+
+    before = snapshot(env.raw, q)
+    assert run("job", "spec", b"p", "", "", "0", 0, SENTINEL)[:2] == [0, 0]
+    assert run("job2", "spec", b"p", 0, SENTINEL, "1", "", "")[:2] == [0, 0]
+    after = snapshot(env.raw, q)
+    periodic = core.keys["periodic"].encode()
+    after.pop(periodic, None)  # the marker moves on: the slot is taken, by no job
+    assert after == before
+    assert [j.id for j in q.dequeue(5)] == ["b"]
+    assert q.ack_many([*held, *q.dequeue(5)]) == 1
