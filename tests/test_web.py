@@ -319,6 +319,11 @@ def test_redis_down_is_a_page_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -
         assert 'class="flash"' not in page.text and page.text.count("ConnectionError") == 1, "said once, as the problem"
         metrics = client.get("/metrics")
         assert metrics.status_code == 200 and "delayq_up 0.0" in metrics.text
+        # a refresh gets a fragment in place of the counts, still refreshing (not the whole error page)
+        for path, target in (("/", "queues"), ("/partials/counts?name=q&state=dead", "counts")):
+            fragment = client.get(path, headers={"HX-Request": "true"})
+            assert fragment.status_code == 503 and "<html" not in fragment.text and "Redis did not answer" in fragment.text
+            assert fragment.text.startswith(f'<div id="{target}" hx-get="{path.replace("&", "&amp;")}" hx-trigger="every')
 
 
 def test_a_redis_that_stops_answering_gets_a_503_page_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
