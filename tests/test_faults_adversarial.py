@@ -7,12 +7,16 @@ import json
 import time
 from typing import Any
 
+from hypothesis import given, settings
+
 import delayq
+from delayq._heartbeats import workers_key
 from delayq._scripts import SCRIPTS
-from delayq._validate import SENTINEL
+from delayq._validate import MAX_NAME_LENGTH, SENTINEL
 from tests.helpers import Env, unique_name
 from tests.snapshots import snapshot
 from tests.test_longpoll import LATE_MS, Plan, run_waiters
+from tests.test_sharded import neighbouring_queues, queue_keys
 
 
 def test_a_lock_shortened_by_extend_wakes_a_waiter(env: Env) -> None:
@@ -94,3 +98,14 @@ def test_schedule_never_stores_the_reserved_member_whatever_a_client_sends(env: 
     assert after == before
     assert [j.id for j in q.dequeue(5)] == ["b"]
     assert q.ack_many([*held, *q.dequeue(5)]) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(pair=neighbouring_queues())
+def test_no_two_queues_share_a_key_the_worker_lists_included(pair: tuple[tuple[str, str, int], tuple[str, str, int]]) -> None:
+    """Fault 5 over every key a queue writes: its roles' keys and its workers' heartbeat hash."""
+    a, b = pair
+    if a == b or not all(0 < len(q[1]) <= MAX_NAME_LENGTH for q in pair):
+        return
+    keys_a, keys_b = queue_keys(*a) | {workers_key(*a)}, queue_keys(*b) | {workers_key(*b)}
+    assert not keys_a & keys_b, (a, b, sorted(keys_a & keys_b)[:3])
