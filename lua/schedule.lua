@@ -19,10 +19,12 @@ ARGV[7] cold       (flag)   "1": without a marker here, still run the catch-up (
 ARGV[8] upcoming   (ms)     the next slot: enqueued, due at that time, if newer than the marker; "" = none
 ARGV[9] upcoming_id (string) its job id
 Returns: array of 3: catch-up stored (1/0), upcoming stored (1/0), the server's now (ms, integer string).
-  A slot not newer than the marker, or whose id exists in the queue, is not stored.
+  A slot not newer than the marker, or whose id exists in the queue (or is dequeue.lua's
+  reserved SENTINEL), is not stored.
 Cost: O(log N); at most 11 redis.call. Wakes one blocked consumer when a run becomes the earliest due.
 ]]
 local rcall = redis.call
+local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, payload_key, wake_key, periodic_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local name, spec, payload = ARGV[2], ARGV[3], ARGV[4]
 local catchup, catchup_id, cold = ARGV[5], ARGV[6], ARGV[7]
@@ -53,8 +55,8 @@ if marker then
 end
 
 local function store(slot, id)
-  -- payload before score, as enqueue.lua writes
-  if rcall('HGET', payload_key, id) then return 0 end
+  -- payload before score, as enqueue.lua writes; dequeue.lua's reserved SENTINEL is never a job
+  if id == SENTINEL or rcall('HGET', payload_key, id) then return 0 end
   local score = string.format('%d', slot)
   local head = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
   rcall('HSET', payload_key, id, payload)

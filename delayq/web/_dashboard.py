@@ -190,7 +190,7 @@ class Dashboard:
         """The live workers of a queue, from its heartbeat hash (see delayq._heartbeats)."""
         connection = self.connection()
         async with connection.calls:
-            raw = await connection.client.hgetall(workers_key(self.settings.prefix, ref.name))
+            raw = await connection.client.hgetall(workers_key(self.settings.prefix, ref.name, ref.shards))
         return live_workers(raw, time.time())
 
     # -- responses
