@@ -237,6 +237,7 @@ class Worker(WorkerBase[Queue]):
                 outcomes.append((job, monotonic() - now, error))
                 if self._waiting and (error is not None or self._inbox.qsize() <= self._low):
                     self._wake.set()
+                    time.sleep(0)  # let the main loop take the GIL and claim now, while the rest of the buffer runs
                 continue
             # given up at its timeout: the job was settled then, so this result is ignored;
             # the thread serves again if the worker runs short, else its replacement has its slot

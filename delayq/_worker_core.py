@@ -123,6 +123,7 @@ class WorkerCore:
     ack_by: float = 0.0
     """When the oldest finished job not yet acked must be acked (time.monotonic())."""
     _counted: int = 0
+    _scan_at: float = 0.0
     _counted_since: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -304,7 +305,8 @@ class WorkerCore:
         for job, seconds in done:
             claim = claim_of(job)
             if claim in again and not final:
-                left.append((job, seconds))  # a call failed: maybe applied; still uncertain
+                self.uncertain.add(claim)  # the call that carried it failed: it may have been applied
+                left.append((job, seconds))
                 continue
             uncertain = claim in self.uncertain
             self.uncertain.discard(claim)
@@ -396,10 +398,13 @@ class WorkerCore:
             )
 
     def overdue(self, running: dict[Claim, Any], now: float) -> list[Claim]:
-        """The running claims (claim -> start, or (start, ...)) past the timeout, oldest first."""
+        """The running claims (claim -> start, or (start, ...)) past the timeout (looked for at most
+        every BUSY_POLL_S, or a tenth of the timeout: a handler fails that much late at most)."""
         timeout = self.timeout
-        if timeout is None:
+        if timeout is None or now < self._scan_at:
             return []
+        # a scan costs a look at every running claim (1000 at most): at most every BUSY_POLL_S
+        self._scan_at = now + min(BUSY_POLL_S, timeout / 10)
         late = []
         for claim, value in list(running.items()):
             start = value[0] if isinstance(value, tuple) else value
