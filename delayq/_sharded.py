@@ -367,20 +367,23 @@ class ShardedCore:
         upcoming: tuple[int, str] | None,
         *,
         cold: bool = False,
-    ) -> Op[tuple[bool, bool, int]]:
+        current: int | None = None,
+        checked: bool = False,
+    ) -> Op[tuple[bool, bool, int, bool]]:
         """Each run goes to the shard of its id, with that shard's marker: a slot's id always maps to
-        the same shard, so the shard's marker alone keeps that slot from being enqueued twice."""
-        stored_catchup = stored_upcoming = False
+        the same shard, so the shard's marker alone keeps that slot from being enqueued twice. A plan
+        the first shard refuses for the caller's clock is not sent to the second."""
+        stored_catchup = stored_upcoming = refused = False
         now = 0
         if catchup is not None:
-            stored_catchup, _, now = yield from self.shard_of(check_id(catchup[1])).schedule(
-                name, spec, payload, catchup, None, cold=cold
+            stored_catchup, _, now, refused = yield from self.shard_of(check_id(catchup[1])).schedule(
+                name, spec, payload, catchup, None, cold=cold, current=current, checked=checked
             )
-        if upcoming is not None:
-            _, stored_upcoming, now = yield from self.shard_of(check_id(upcoming[1])).schedule(
-                name, spec, payload, None, upcoming
+        if upcoming is not None and not refused:
+            _, stored_upcoming, now, refused = yield from self.shard_of(check_id(upcoming[1])).schedule(
+                name, spec, payload, None, upcoming, current=current, checked=checked
             )
-        return stored_catchup, stored_upcoming, now
+        return stored_catchup, stored_upcoming, now, refused
 
     def periodic_markers(self, names: Sequence[str]) -> Op[list[list[tuple[int, str]]]]:
         """Every shard's markers, per name."""

@@ -4,6 +4,7 @@ minutes, names that would break a run's id, and schedulers that tick across a DS
 from __future__ import annotations
 
 import itertools
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,11 +13,11 @@ import pytest
 from cronsim import CronSim
 
 from delayq import InvalidArgument, InvalidType
-from delayq.periodic import PeriodicJob, cron, every
+from delayq.periodic import PeriodicJob, _scheduler, cron, every
 from delayq.tasks import Tasks
 from delayq.testing import frozen_clock
 from tests.helpers import Env
-from tests.helpers_tasks import real_queue, scheduler, tick
+from tests.helpers_tasks import real_queue, run, scheduler, tick
 
 UTC = timezone.utc
 
@@ -220,3 +221,47 @@ def test_a_bad_interval_or_a_schedule_given_twice_is_refused(schedule: Any, erro
     with pytest.raises(InvalidArgument, match="tz applies to cron expressions"):
         tasks.periodic(60, tz="Europe/Paris")  # an interval with a time zone: a cron was meant, or not
     assert len(tasks) == 0
+
+
+class SkewedTime:
+    """The time module as a machine whose clock is off by ``skew`` seconds sees it."""
+
+    def __init__(self, skew: float) -> None:
+        self.skew = skew
+
+    def time(self) -> float:
+        return time.time() + self.skew
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+@pytest.mark.parametrize("skew_s", [3600, -3600, 90])
+def test_a_scheduler_whose_clock_is_off_enqueues_the_slot_the_server_says_is_next(
+    env: Env, monkeypatch: pytest.MonkeyPatch, skew_s: float
+) -> None:
+    """The server's clock decides (DESIGN rule 1). A scheduler an hour ahead used to enqueue the
+    slot an hour away and move the marker there: every scheduler then refused the 59 slots before it."""
+    q = env.queue()
+    job = PeriodicJob("minutely", every(60), b"m", missed="run_once")
+    honest = scheduler(env, q, [job])
+    monkeypatch.setattr(_scheduler, "time", SkewedTime(skew_s))
+    skewed = scheduler(env, q, [job])
+    server_before = server_ms(env)
+    stored = tick(env, skewed)
+    server_after = server_ms(env)
+    monkeypatch.undo()
+    assert stored, "the skewed scheduler enqueued nothing at all"
+    slots = sorted(
+        int(datetime.strptime(i.split("@")[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() * 1000) for i in stored
+    )
+    assert slots[-1] - 60_000 <= server_after and slots[-1] > server_before  # the next slot by the server's clock
+    assert all(slot <= server_after for slot in slots[:-1])  # and, for run_once, none from the future
+    assert tick(env, honest) == []  # what an honest scheduler would enqueue is there already
+    [state] = run(env, honest.state())
+    assert state.last_ms == slots[-1]
+
+
+def server_ms(env: Env) -> int:
+    seconds, micros = env.raw.time()
+    return int(seconds) * 1000 + int(micros) // 1000

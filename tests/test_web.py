@@ -190,6 +190,8 @@ def test_every_action(site: Site) -> None:
             fields = {"csrf": token(page), "action": "resume", "name": "acts", "back": elsewhere}
             moved = client.post("/action", data=fields, follow_redirects=False)
             assert moved.headers["location"].startswith("/queue?name=acts&done="), elsewhere
+        spoofed = client.get("/queue", params={"name": "acts", "done": "purged", "n": "0. Call +1 555 0100 now"}).text
+        assert "Purged ? job(s)." in spoofed and "555" not in spoofed
         assert act(client, page, action="explode", name="acts").status_code == 400
         assert act(client, page, action="cancel", name="acts", id="").status_code == 400
 

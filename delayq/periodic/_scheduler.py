@@ -28,6 +28,10 @@ __all__ = ["MAX_SLEEP_S", "OUTAGE_PAUSES_S", "AsyncScheduler", "Scheduler", "Sch
 MAX_SLEEP_S = 60.0
 """Longest a scheduler sleeps between ticks (it also wakes when the next slot comes due)."""
 
+PLAN_TRIES = 3
+"""Plans offered per job per tick: the first may be refused for this machine's clock, the next
+is made by the server's (a third covers a slot boundary crossed in between)."""
+
 CoreT = Union[QueueCore, ShardedCore]
 
 
@@ -72,24 +76,38 @@ class SchedulerCore:
                 slots = [slot for slot, spec in found if spec == job.schedule.fingerprint]
                 latest[job.name] = max(slots) if slots else None
         for job in self.jobs:
-            now = self.now_ms()
-            catchup, upcoming = job.plan(now)
-            if sharded and catchup is not None:
-                newest = latest.get(job.name)
-                if newest is None or newest >= catchup[0]:
-                    catchup = None
-            if catchup is None and upcoming is None:
-                continue
-            local = time.time()
-            got_catchup, got_upcoming, server_ms = yield from self.core.schedule(
-                job.name, job.schedule.fingerprint, job.payload, catchup, upcoming, cold=sharded
-            )
-            if server_ms:
-                self.offset_ms = server_ms - int((local + time.time()) * 500)
-            if got_catchup and catchup is not None:
-                stored.append(catchup[1])
-            if got_upcoming and upcoming is not None:
-                stored.append(upcoming[1])
+            for _ in range(PLAN_TRIES):
+                # plan by this machine's clock corrected by the server's (or the test clock); the
+                # script refuses a plan its own now contradicts, and returns its now to plan again
+                now = self.now_ms()
+                catchup, upcoming = job.plan(now)
+                current = catchup[0] if catchup is not None else job.schedule.latest_at_or_before(now)
+                if sharded and catchup is not None:
+                    newest = latest.get(job.name)
+                    if newest is None or newest >= catchup[0]:
+                        catchup = None
+                if catchup is None and upcoming is None:
+                    break
+                local = time.time()
+                got_catchup, got_upcoming, server_ms, refused = yield from self.core.schedule(
+                    job.name,
+                    job.schedule.fingerprint,
+                    job.payload,
+                    catchup,
+                    upcoming,
+                    cold=sharded,
+                    current=current,
+                    checked=True,
+                )
+                if server_ms and self.core.clock is None:
+                    self.offset_ms = server_ms - int((local + time.time()) * 500)
+                if refused:
+                    continue
+                if got_catchup and catchup is not None:
+                    stored.append(catchup[1])
+                if got_upcoming and upcoming is not None:
+                    stored.append(upcoming[1])
+                break
         return stored
 
     def sleep_after(self) -> float:
