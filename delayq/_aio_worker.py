@@ -20,7 +20,8 @@ from ._heartbeats import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S
 from ._replies import AckResult
 from ._types import Job
 from ._validate import MAX_BATCH
-from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerBase, WorkerStats, outage_pause
+from ._worker_base import WorkerBase
+from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerStats, outage_pause
 
 __all__ = ["Worker"]
 

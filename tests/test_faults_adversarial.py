@@ -76,22 +76,27 @@ def test_a_plain_and_a_sharded_queue_of_one_name_share_no_worker_list(env: Env) 
     assert isinstance(queues[0], delayq.Queue) or env.api == "async"
 
 
-def test_schedule_never_stores_the_reserved_member_whatever_a_client_sends(env: Env) -> None:
-    """Fault 4, below the Python checks: schedule.lua (periodic runs) stored any id it was sent,
-    the reserved member too; a claim of it then re-scored the member `lease` keeps at +inf and
-    overwrote its `meta`, and no call could remove it (every one refuses the reserved id)."""
+def test_schedule_release_and_get_never_touch_the_reserved_member_whatever_a_client_sends(env: Env) -> None:
+    """Fault 4, below the Python checks, for the scripts that take an id and that
+    test_validation's script-level test leaves out: schedule.lua (periodic runs) stored any id it
+    was sent, the reserved member too; a claim of it then re-scored the member `lease` keeps at
+    +inf and overwrote its `meta`, and no call could remove it (every one refuses the reserved
+    id). release.lua and get.lua refused it already: pinned here."""
     q = env.queue()
     q.enqueue_many([b"a", b"b"], ids=["a", "b"])
     held = q.dequeue(1)  # lease and meta now hold the reserved member beside a
     core = q._core
 
-    def run(*args: bytes | str | int) -> Any:
-        call = core._call("schedule", *args)
-        return env.raw.eval(SCRIPTS["schedule"].source, len(call.keys), *call.keys, *call.args)
+    def run(name: str, *args: bytes | str | int) -> Any:
+        call = core._call(name, *args)
+        return env.raw.eval(SCRIPTS[name].source, len(call.keys), *call.keys, *call.args)
 
     before = snapshot(env.raw, q)
-    assert run("job", "spec", b"p", "", "", "0", 0, SENTINEL)[:2] == [0, 0]
-    assert run("job2", "spec", b"p", 0, SENTINEL, "1", "", "")[:2] == [0, 0]
+    assert run("release", SENTINEL, "") == 0  # the empty token `meta` keeps for it
+    assert run("get", SENTINEL) == []
+    assert snapshot(env.raw, q) == before
+    assert run("schedule", "job", "spec", b"p", "", "", "0", 0, SENTINEL)[:2] == [0, 0]
+    assert run("schedule", "job2", "spec", b"p", 0, SENTINEL, "1", "", "")[:2] == [0, 0]
     after = snapshot(env.raw, q)
     periodic = core.keys["periodic"].encode()
     after.pop(periodic, None)  # the marker moves on: the slot is taken, by no job
