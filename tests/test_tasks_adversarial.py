@@ -23,7 +23,7 @@ from delayq import Fail, InvalidArgument, InvalidType, Job, QueueStats
 from delayq.tasks import Tasks
 from delayq.testing import arun_due, frozen_clock, run_due
 from tests.helpers import Env, unique_name
-from tests.helpers_tasks import bind, drain, enqueue, real_queue, run_worker
+from tests.helpers_tasks import bind, drain, enqueue, enqueue_many, real_queue, run_worker
 from tests.snapshots import snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -394,3 +394,24 @@ def test_sharded_queues_keep_the_same_behaviour(env: Env) -> None:
         drain(env, q, lambda job: (_ for _ in ()).throw(KeyboardInterrupt()))
     stats = q.stats()
     assert (stats.ready, stats.in_flight, stats.dead) == (6, 0, 0)
+
+
+def test_a_frozen_clock_keeps_the_order_jobs_were_enqueued_in(env: Env) -> None:
+    """Under a frozen clock every job is due at the same ms, and ties are broken by id: ids made
+    later must sort later, or run_due runs a test's jobs in a random order."""
+    tasks = Tasks()
+    order: list[int] = []
+
+    @tasks.task
+    def step(n: int) -> None:
+        order.append(n)
+
+    q = env.queue()
+    bind(env, tasks, q)
+    with frozen_clock(real_queue(env, q)):
+        for n in range(12):
+            enqueue(env, step, n)
+        enqueue_many(env, step, [(n,) for n in range(12, 20)])
+        enqueue(env, step, 20)
+        assert [o.kind for o in drain(env, q, tasks)] == ["processed"] * 21
+    assert order == list(range(21))
