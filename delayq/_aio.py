@@ -15,7 +15,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 
 from ._base import QueueBase
-from ._heartbeats import HEARTBEAT_TTL_S, WorkerInfo, check_heartbeat, live_workers, stale_workers, workers_key
+from ._heartbeats import HEARTBEAT_TTL_S, WorkerInfo, check_heartbeat, live_workers, stale_workers
 from ._inspect import JobInfo, JobPage
 from ._replies import AckResult, DequeueResult
 from ._steps import Block, Call, Load, Op, Step, run_scripts
@@ -108,7 +108,7 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
 
     async def heartbeat(self, worker_id: str, entry: str, ttl: float = HEARTBEAT_TTL_S) -> int:
         """See :meth:`delayq.Queue.heartbeat`."""
-        key, field, ttl_ms = check_heartbeat(self._core.prefix, self._core.name, worker_id, entry, ttl)
+        key, field, ttl_ms = check_heartbeat(self._workers_key, worker_id, entry, ttl)
         await self._client.hset(key, field, entry)
         await self._client.pexpire(key, ttl_ms)
         stale = stale_workers(await self._client.hgetall(key), time.time())
@@ -118,12 +118,12 @@ class Queue(QueueBase[redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster])
 
     async def remove_heartbeat(self, worker_id: str) -> bool:
         """See :meth:`delayq.Queue.remove_heartbeat`."""
-        key, field, _ = check_heartbeat(self._core.prefix, self._core.name, worker_id, "{}", HEARTBEAT_TTL_S)
+        key, field, _ = check_heartbeat(self._workers_key, worker_id, "{}", HEARTBEAT_TTL_S)
         return bool(await self._client.hdel(key, field))
 
     async def workers(self) -> list[WorkerInfo]:
         """See :meth:`delayq.Queue.workers`."""
-        return live_workers(await self._client.hgetall(workers_key(self._core.prefix, self._core.name)), time.time())
+        return live_workers(await self._client.hgetall(self._workers_key), time.time())
 
     async def ack(self, job: Job) -> bool:
         """See :meth:`delayq.Queue.ack`."""

@@ -20,9 +20,15 @@ from ._heartbeats import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S
 from ._replies import AckResult
 from ._types import Job
 from ._validate import MAX_BATCH
-from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerBase, WorkerStats, outage_pause
+from ._worker_base import WorkerBase
+from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerStats, outage_pause
 
 __all__ = ["Worker"]
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _in_daemon_thread(function: Callable[[Job], object], job: Job) -> tuple[asyncio.Future[object], threading.Thread]:
@@ -82,9 +88,8 @@ class Worker(WorkerBase[Queue]):
         """Threads of plain handlers that ran past the timeout, given up while they still run."""
         self._slots: list[asyncio.Task[None]] = []
         """The handler tasks."""
-        self._wake: asyncio.Event | None = None
-        self._waiting = False
-        """The main loop is about to wait: a handler task wakes it when there is work for it."""
+        self._wake: asyncio.Future[None] | None = None
+        """While the main loop waits: the future a handler task resolves when there is work for it."""
         self._low = 0
         """Wake the main loop when the buffer holds this few jobs."""
 
@@ -107,7 +112,6 @@ class Worker(WorkerBase[Queue]):
                 loop.add_signal_handler(sig, self._on_signal, sig)
                 installed.append(sig)
         core = self.core
-        self._wake = asyncio.Event()
         for _ in range(core.concurrency):
             self._start_slot()
         keepalive = asyncio.create_task(self._keepalive())
@@ -219,7 +223,6 @@ class Worker(WorkerBase[Queue]):
     async def _serve(self) -> None:
         """A handler slot: run buffered jobs one after another until told to end."""
         core, handler, running, outcomes = self.core, self.handler, self._running, self._outcomes
-        assert self._wake is not None
         inbox, parked, monotonic = self._inbox, self._parked, time.monotonic
         plain = not inspect.iscoroutinefunction(handler)
         me = asyncio.current_task()
@@ -270,8 +273,10 @@ class Worker(WorkerBase[Queue]):
                 error = exc
             if running.pop(claim, None) is not None:
                 outcomes.append((job, monotonic() - now, error))
-                if self._waiting and (error is not None or len(inbox) <= self._low):
-                    self._wake.set()
+                wake = self._wake
+                if wake is not None and (error is not None or len(inbox) <= self._low) and not wake.done():
+                    wake.set_result(None)
+                    await asyncio.sleep(0)  # let the main loop claim now, while the rest of the buffer runs
 
     def _expire(self) -> None:
         """Give up the handlers that ran past the timeout: each one's outcome is a TimeoutError
@@ -308,13 +313,16 @@ class Worker(WorkerBase[Queue]):
 
     async def _wait(self, timeout: float) -> None:
         """Sleep until a handler task has work for the main loop, or ``timeout``."""
-        assert self._wake is not None
-        self._waiting = True
-        if not self._outcomes:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-        self._waiting = False
-        self._wake.clear()
+        if self._outcomes:
+            return
+        loop = asyncio.get_running_loop()
+        self._wake = wake = loop.create_future()
+        timer = loop.call_later(timeout, _resolve, wake)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._wake = None
 
     async def _shutdown(self, done: list[Finished]) -> None:
         """Give back buffered jobs at once, let running ones finish within the grace period."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Generic, TypeVar
 
 from ._core import QueueCore
+from ._heartbeats import workers_key
 from ._sharded import ShardedCore
 from ._shards import MAX_SHARDS
 from ._validate import DEFAULT_MAX_ATTEMPTS, check_client, check_int
@@ -41,6 +42,8 @@ class QueueBase(Generic[ClientT]):
         check_client(client)
         self._client = client
         self._core = make_core(name, prefix, max_attempts, shards)
+        self._workers_key = workers_key(self._core.prefix, self._core.name, shards)
+        """The workers' heartbeat hash (see delayq._heartbeats)."""
         # a long-poll's BLPOP must end before the client's own socket timeout does
         kwargs: dict[str, Any] = client.get_connection_kwargs()  # type: ignore[attr-defined]
         timeout = kwargs.get("socket_timeout")

@@ -206,7 +206,7 @@ def load_target(spec: str) -> Callable[..., Any] | Tasks:
             return target
         raise CliError(f"{spec!r} is not a callable (nor a delayq.tasks.Tasks) in {module_name!r}", 2)
     found = {name: value for name, value in vars(module).items() if isinstance(value, Tasks)}
-    if len(found) == 1:
+    if len({id(value) for value in found.values()}) == 1:  # one registry, maybe under two names
         return next(iter(found.values()))
     if not found:
         raise CliError(f"module {module_name!r} holds no delayq.tasks.Tasks; give module:function for a plain handler", 2)

@@ -26,7 +26,6 @@ from ._validate import (
     MAX_BATCH,
     MAX_DELAY_S,
     MAX_LOCK_TTL_S,
-    MAX_PAYLOAD_BYTES,
     Duration,
     Payload,
     check_claim,
@@ -38,6 +37,7 @@ from ._validate import (
     check_name,
     check_page,
     check_payload,
+    check_preview,
     check_state,
     check_when,
     prepare_enqueue,
@@ -65,7 +65,7 @@ class QueueCore:
             (default DEFAULT_MAX_ATTEMPTS, 20); None = never.
         tag: For one shard of a sharded queue: the shard's hash tag instead of the name.
         marker: For one shard of a sharded queue: a part between the tag and the role that no
-            plain queue's keys have (see _sharded); "" = none, as for a plain queue.
+            plain queue's keys have (see _shards); "" = none, as for a plain queue.
 
     Raises:
         InvalidType: A name, prefix or max_attempts of the wrong type.
@@ -278,9 +278,7 @@ class QueueCore:
     def get(self, job_id: str, preview: int | None = None) -> Op[JobInfo | None]:
         """See Queue.get."""
         check_id(job_id)
-        if preview is not None:
-            check_int(preview, "preview", 0, MAX_PAYLOAD_BYTES)
-        reply = yield self._call("get", job_id, "" if preview is None else preview)
+        reply = yield self._call("get", job_id, "" if preview is None else check_preview(preview))
         if not reply:
             return None
         state, at_ms, attempts, payload, error, now_ms, size = reply
@@ -350,7 +348,9 @@ class QueueCore:
         upcoming: tuple[int, str] | None,
         *,
         cold: bool = False,
-    ) -> Op[tuple[bool, bool, int]]:
+        current: int | None = None,
+        checked: bool = False,
+    ) -> Op[tuple[bool, bool, int, bool]]:
         """Enqueue a periodic job's catch-up and upcoming runs, each only if its slot is newer than the
         job's marker (schedule.lua); see delayq.periodic.
 
@@ -361,9 +361,11 @@ class QueueCore:
             catchup: (slot ms, job id) of a missed run to run once, or None.
             upcoming: (slot ms, job id) of the next run, or None.
             cold: Run the catch-up even without a marker in this queue (for sharded queues).
+            current: The schedule's latest slot at or before the caller's now (None: it has none).
+            checked: Send ``current`` so the script refuses a plan its own now contradicts.
 
         Returns:
-            (catch-up stored, upcoming stored, the server's now in ms).
+            (catch-up stored, upcoming stored, the server's now in ms, refused for the caller's clock).
 
         Raises:
             InvalidType, InvalidArgument: A bad name, spec, payload or id; nothing is sent.
@@ -380,8 +382,10 @@ class QueueCore:
                 args += [check_int(run[0], "slot", 0, 2**52), check_id(run[1])]
             if run is catchup:
                 args.append("1" if cold else "0")
-        stored_catchup, stored_upcoming, now = yield self._call("schedule", *args)
-        return int(stored_catchup) == 1, int(stored_upcoming) == 1, int(now)
+        if checked:
+            args.append("none" if current is None else check_int(current, "slot", 0, 2**52))
+        stored_catchup, stored_upcoming, now, refused = yield self._call("schedule", *args)
+        return int(stored_catchup) == 1, int(stored_upcoming) == 1, int(now), int(refused) == 1
 
     def periodic_markers(self, names: Sequence[str]) -> Op[list[list[tuple[int, str]]]]:
         """The markers of periodic jobs: for each name, [(latest slot enqueued ms, schedule fingerprint)]

@@ -1,7 +1,8 @@
 """Worker heartbeats: the format the workers write and the dashboard and ``delayq workers`` read.
 
 The key is ``<prefix>:{<name>}:workers`` (under the queue's own hash tag; for a sharded
-queue, its name's), a HASH of worker id -> JSON object::
+queue, under its shard 0's tag and marker, as its other keys: a plain queue and a sharded one of
+the same name are two queues and share no key), a HASH of worker id -> JSON object::
 
     {"host": "web-1", "pid": 4242, "concurrency": 8,
      "counters": {"processed": 10, "failed": 1, ...},
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import InvalidArgument, InvalidType
+from ._shards import shard_marker, shard_tags
 
 __all__ = [
     "HEARTBEAT_EVERY_S",
@@ -74,9 +76,11 @@ class WorkerInfo:
     ttl: float = STALE_AFTER_S
 
 
-def workers_key(prefix: str, name: str) -> str:
-    """The heartbeat hash of the queue ``name`` under ``prefix``."""
-    return f"{prefix}:{{{name}}}:workers"
+def workers_key(prefix: str, name: str, shards: int = 1) -> str:
+    """The heartbeat hash of the queue ``name`` (with ``shards`` shards) under ``prefix``."""
+    if shards == 1:
+        return f"{prefix}:{{{name}}}:workers"
+    return f"{prefix}:{{{shard_tags(name, shards)[0]}}}:{shard_marker(0, shards)}:workers"
 
 
 def heartbeat_entry(
@@ -108,7 +112,7 @@ def heartbeat_entry(
     )
 
 
-def check_heartbeat(prefix: str, name: str, worker_id: object, entry: object, ttl: object) -> tuple[str, str, int]:
+def check_heartbeat(key: str, worker_id: object, entry: object, ttl: object) -> tuple[str, str, int]:
     """Validate a heartbeat's arguments: (the hash's key, the field, the ttl in whole ms).
 
     Raises:
@@ -121,7 +125,7 @@ def check_heartbeat(prefix: str, name: str, worker_id: object, entry: object, tt
         raise InvalidArgument(f"worker id must be 1 to 200 characters, got {worker_id!r:.80}")
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0.001 <= ttl <= 24 * 3600:
         raise InvalidArgument(f"heartbeat ttl must be seconds between 0.001 and 86400, got {ttl!r}")
-    return workers_key(prefix, name), worker_id, math.ceil(ttl * 1000)
+    return key, worker_id, math.ceil(ttl * 1000)
 
 
 def _seconds(value: Any) -> float:

@@ -24,7 +24,7 @@ from typing import Literal
 from ._errors import InvalidType
 from ._types import Job
 from ._validate import DEFAULT_MAX_ATTEMPTS, MAX_DELAY_S, MAX_LOCK_TTL_S, Duration, check_int, to_ms
-from ._worker_core import Backoff, error_text
+from ._worker_types import Backoff, bounded_text, error_text
 
 __all__ = ["Action", "Decision", "Fail", "JobPolicy", "Retry", "check_attempts", "decide"]
 
@@ -141,15 +141,25 @@ def decide(
     """
     limit = queue_max_attempts if policy is None else policy.max_attempts
     if isinstance(exc, Fail):
-        return Decision("dead" if exc.dead else "drop", 0.0, exc.reason, 1)
+        return Decision("dead" if exc.dead else "drop", 0.0, _reason(exc.reason), 1)
     curve = backoff if policy is None or policy.backoff is None else policy.backoff
     if isinstance(exc, Retry):
         if exc.delay is None:
             delay = curve.delay(job.attempts, rng)
         else:
             delay = to_ms(exc.delay, "delay", minimum_ms=0, maximum_s=MAX_DELAY_S) / 1000
-        return Decision("retry", delay, f"Retry: {exc.reason}", limit)
+        return Decision("retry", delay, f"Retry: {_reason(exc.reason)}", limit)
     return Decision("retry", curve.delay(job.attempts, rng), error_text(exc), limit)
+
+
+def _reason(reason: object) -> str:
+    """A Fail's or Retry's reason as a job's error text: a str (``Fail(404)`` works too), bounded,
+    valid UTF-8, so that keeping it can never fail the nack that settles the job."""
+    try:
+        text = reason if isinstance(reason, str) else str(reason)
+    except Exception:
+        text = f"<unprintable {type(reason).__name__}>"
+    return bounded_text(text)
 
 
 def check_attempts(job: Job, policy: JobPolicy | None) -> Decision | None:

@@ -31,6 +31,7 @@ import heapq
 import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
@@ -62,6 +63,22 @@ __all__ = ["ShardedCore"]
 T = TypeVar("T")
 
 _log = logging.getLogger("delayq")
+
+
+@dataclass
+class _Settled:
+    """What the shards of one call did with its acks, and the first shard failure."""
+
+    acked: int = 0
+    refused: list[Job] = field(default_factory=list)
+    unapplied: list[Job] = field(default_factory=list)
+    gone: list[Job] = field(default_factory=list)
+    failure: Exception | None = None
+
+    def add(self, acked: int, refused: list[Job], gone: list[Job]) -> None:
+        self.acked += acked
+        self.refused += refused
+        self.gone += gone
 
 
 class ShardedCore:
@@ -122,6 +139,26 @@ class ShardedCore:
             self._down.discard(index)
             _log.warning("queue %r: shard %d answers again", self.name, index)
 
+    def _ask(self, index: int, op: Op[T], mine: list[Job], settled: _Settled) -> Op[T | None]:
+        """Run one shard's part of a call; if it fails, note the failure (its acks ``mine`` unapplied)
+        and return None, so that the caller goes on with the other shards."""
+        try:
+            part = yield from op
+        except Exception as exc:
+            settled.failure = settled.failure or exc
+            settled.unapplied += mine
+            self._failed(index, exc)
+            return None
+        self._answered(index)
+        return part
+
+    def _each(self, ask: Callable[[QueueCore], Op[T]]) -> Op[list[T]]:
+        """Every shard's answer to ``ask(shard)``, one shard after the other, in shard order."""
+        parts = []
+        for shard in self.shards:
+            parts.append((yield from ask(shard)))
+        return parts
+
     def _rotation(self) -> list[int]:
         self._start = (self._start + 1) % len(self.shards)
         return [(self._start + k) % len(self.shards) for k in range(len(self.shards))]
@@ -165,42 +202,31 @@ class ShardedCore:
             index: [finished[p] for p in positions] for index, positions in self._group(j.id for j in finished).items()
         }
         jobs: list[Job] = []
-        refused: list[Job] = []
-        unapplied: list[Job] = []
-        gone: list[Job] = []
-        failure: Exception | None = None
-        acked = dead = 0
-        now_ms, next_ms = 0, None
-        order = self._rotation()
-        for index in order:
+        settled = _Settled()
+        dead, now_ms, next_ms = 0, 0, None
+        for index in self._rotation():
             shard, mine = self.shards[index], acks.get(index, [])
             missing = batch - len(jobs)
-            try:
-                if missing > 0:
-                    part = yield from shard.dequeue_once(missing, lock_ttl, mine)
-                elif mine:
-                    settled = yield from shard.ack_claims(mine)
-                    part = DequeueResult(0, None, settled.acked, 0, [], settled.refused, [], settled.gone)
-                else:
-                    continue
-            except Exception as exc:
-                failure = failure or exc
-                unapplied += mine
-                self._failed(index, exc)
+            if missing > 0:
+                part = yield from self._ask(index, shard.dequeue_once(missing, lock_ttl, mine), mine, settled)
+            elif mine:
+                acked = yield from self._ask(index, shard.ack_claims(mine), mine, settled)
+                part = None if acked is None else DequeueResult(0, None, acked.acked, 0, [], acked.refused, [], acked.gone)
+            else:
                 continue
-            self._answered(index)
+            if part is None:
+                continue
+            settled.add(part.acked, part.refused, part.gone)
             jobs += part.jobs
-            acked += part.acked
-            refused += part.refused
-            gone += part.gone
             dead += part.dead_lettered
             now_ms = max(now_ms, part.now_ms)
             if part.next_ms is not None and (next_ms is None or part.next_ms < next_ms):
                 next_ms = part.next_ms
-        if failure is not None and not jobs and acked == 0:
-            raise failure
+        if settled.failure is not None and not jobs and settled.acked == 0:
+            raise settled.failure
         jobs.sort(key=lambda job: (job.due_ms, job.id))  # due order within the batch, ties by id as in a shard
-        return DequeueResult(now_ms, next_ms if len(jobs) < batch else None, acked, dead, jobs, refused, unapplied, gone)
+        next_ms = next_ms if len(jobs) < batch else None
+        return DequeueResult(now_ms, next_ms, settled.acked, dead, jobs, settled.refused, settled.unapplied, settled.gone)
 
     def dequeue(
         self, batch: int, lock_ttl: Duration, done: Iterable[Job] = (), wait: Duration = 0, max_block: float | None = None
@@ -215,24 +241,15 @@ class ShardedCore:
         result is returned with that shard's jobs in ``unapplied``, else the first failure is raised.
         """
         listed = check_claims(jobs)
-        acked, refused, unapplied, gone = 0, [], [], []
-        failure: Exception | None = None
+        settled = _Settled()
         for index, positions in self._group(j.id for j in listed).items():
             mine = [listed[p] for p in positions]
-            try:
-                part = yield from self.shards[index].ack_claims(mine)
-            except Exception as exc:
-                failure = failure or exc
-                unapplied += mine
-                self._failed(index, exc)
-                continue
-            self._answered(index)
-            acked += part.acked
-            refused += part.refused
-            gone += part.gone
-        if failure is not None and acked == 0:
-            raise failure
-        return AckResult(acked, refused, unapplied, gone)
+            part = yield from self._ask(index, self.shards[index].ack_claims(mine), mine, settled)
+            if part is not None:
+                settled.add(part.acked, part.refused, part.gone)
+        if settled.failure is not None and settled.acked == 0:
+            raise settled.failure
+        return AckResult(settled.acked, settled.refused, settled.unapplied, settled.gone)
 
     def ack_many(self, jobs: Iterable[Job]) -> Op[int]:
         """Ack on each job's shard, one call per shard; see Queue.ack_many."""
@@ -271,45 +288,38 @@ class ShardedCore:
     def peek(self, limit: int) -> Op[list[PendingJob]]:
         """The earliest ``limit`` waiting jobs over all shards; see Queue.peek."""
         check_int(limit, "limit", 1, MAX_BATCH)
-        parts = []
-        for shard in self.shards:
-            parts.append((yield from shard.peek(limit)))
+        parts = yield from self._each(lambda shard: shard.peek(limit))
         return list(heapq.merge(*parts, key=lambda p: (p.due_ms, p.id)))[:limit]
 
     def stats(self) -> Op[QueueStats]:
         """Sums over the shards (each shard's counts are atomic; the sum is not one snapshot); the
         oldest ready age is the shards' largest, and the queue is paused if any shard is."""
-        ready = delayed = in_flight = dead = 0
-        age, paused = 0.0, False
-        for shard in self.shards:
-            s = yield from shard.stats()
-            ready, delayed, in_flight, dead = ready + s.ready, delayed + s.delayed, in_flight + s.in_flight, dead + s.dead
-            age, paused = max(age, s.oldest_ready_age), paused or s.paused
-        return QueueStats(ready, delayed, in_flight, dead, age, paused)
+        parts = yield from self._each(lambda shard: shard.stats())
+        return QueueStats(
+            sum(s.ready for s in parts),
+            sum(s.delayed for s in parts),
+            sum(s.in_flight for s in parts),
+            sum(s.dead for s in parts),
+            max(s.oldest_ready_age for s in parts),
+            any(s.paused for s in parts),
+        )
 
     def purge(self) -> Op[int]:
         """See Queue.purge."""
-        total = 0
-        for shard in self.shards:
-            total += yield from shard.purge()
-        return total
+        return sum((yield from self._each(lambda shard: shard.purge())))
 
     def dead_letters(self, limit: int) -> Op[list[DeadJob]]:
         """The oldest ``limit`` dead jobs over all shards; see Queue.dead_letters."""
         check_int(limit, "limit", 1, MAX_BATCH)
-        parts = []
-        for shard in self.shards:
-            parts.append((yield from shard.dead_letters(limit)))
+        parts = yield from self._each(lambda shard: shard.dead_letters(limit))
         return list(heapq.merge(*parts, key=lambda d: (d.died_ms, d.id)))[:limit]
 
     def redrive(self, ids: Iterable[str] | None) -> Op[int]:
         """See Queue.redrive."""
-        wanted = None if ids is None else check_ids(ids)
+        if ids is None:
+            return sum((yield from self._each(lambda shard: shard.redrive(None))))
+        wanted = check_ids(ids)
         total = 0
-        if wanted is None:
-            for shard in self.shards:
-                total += yield from shard.redrive(None)
-            return total
         for index, positions in self._group(wanted).items():
             for chunk in chunks([wanted[p] for p in positions], MAX_BATCH):
                 total += yield from self.shards[index].redrive(chunk)
@@ -336,17 +346,11 @@ class ShardedCore:
 
     def pause(self) -> Op[bool]:
         """See Queue.pause: every shard; True if any was not paused."""
-        changed = False
-        for shard in self.shards:
-            changed = (yield from shard.pause()) or changed
-        return changed
+        return any((yield from self._each(lambda shard: shard.pause())))
 
     def resume(self) -> Op[bool]:
         """See Queue.resume: every shard; True if any was paused."""
-        changed = False
-        for shard in self.shards:
-            changed = (yield from shard.resume()) or changed
-        return changed
+        return any((yield from self._each(lambda shard: shard.resume())))
 
     # -- hooks for policies, tasks and periodic jobs (appended; see QueueCore)
 
@@ -363,20 +367,23 @@ class ShardedCore:
         upcoming: tuple[int, str] | None,
         *,
         cold: bool = False,
-    ) -> Op[tuple[bool, bool, int]]:
+        current: int | None = None,
+        checked: bool = False,
+    ) -> Op[tuple[bool, bool, int, bool]]:
         """Each run goes to the shard of its id, with that shard's marker: a slot's id always maps to
-        the same shard, so the shard's marker alone keeps that slot from being enqueued twice."""
-        stored_catchup = stored_upcoming = False
+        the same shard, so the shard's marker alone keeps that slot from being enqueued twice. A plan
+        the first shard refuses for the caller's clock is not sent to the second."""
+        stored_catchup = stored_upcoming = refused = False
         now = 0
         if catchup is not None:
-            stored_catchup, _, now = yield from self.shard_of(check_id(catchup[1])).schedule(
-                name, spec, payload, catchup, None, cold=cold
+            stored_catchup, _, now, refused = yield from self.shard_of(check_id(catchup[1])).schedule(
+                name, spec, payload, catchup, None, cold=cold, current=current, checked=checked
             )
-        if upcoming is not None:
-            _, stored_upcoming, now = yield from self.shard_of(check_id(upcoming[1])).schedule(
-                name, spec, payload, None, upcoming
+        if upcoming is not None and not refused:
+            _, stored_upcoming, now, refused = yield from self.shard_of(check_id(upcoming[1])).schedule(
+                name, spec, payload, None, upcoming, current=current, checked=checked
             )
-        return stored_catchup, stored_upcoming, now
+        return stored_catchup, stored_upcoming, now, refused
 
     def periodic_markers(self, names: Sequence[str]) -> Op[list[list[tuple[int, str]]]]:
         """Every shard's markers, per name."""

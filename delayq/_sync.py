@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import redis
 
 from ._base import QueueBase
-from ._heartbeats import HEARTBEAT_TTL_S, WorkerInfo, check_heartbeat, live_workers, stale_workers, workers_key
+from ._heartbeats import HEARTBEAT_TTL_S, WorkerInfo, check_heartbeat, live_workers, stale_workers
 from ._replies import AckResult, DequeueResult
 from ._steps import Block, Call, Load, Op, Step, run_scripts
 from ._sync_manage import ManageCalls
@@ -240,7 +240,7 @@ class Queue(ManageCalls, QueueBase[redis.Redis | redis.RedisCluster]):
 
         Cost: three round trips, O(W) for W workers.
         """
-        key, field, ttl_ms = check_heartbeat(self._core.prefix, self._core.name, worker_id, entry, ttl)
+        key, field, ttl_ms = check_heartbeat(self._workers_key, worker_id, entry, ttl)
         self._client.hset(key, field, entry)
         self._client.pexpire(key, ttl_ms)
         stale = stale_workers(self._client.hgetall(key), time.time())
@@ -256,7 +256,7 @@ class Queue(ManageCalls, QueueBase[redis.Redis | redis.RedisCluster]):
 
         Cost: one round trip, O(1).
         """
-        key, field, _ = check_heartbeat(self._core.prefix, self._core.name, worker_id, "{}", HEARTBEAT_TTL_S)
+        key, field, _ = check_heartbeat(self._workers_key, worker_id, "{}", HEARTBEAT_TTL_S)
         return bool(self._client.hdel(key, field))
 
     def workers(self) -> list[WorkerInfo]:
@@ -264,7 +264,7 @@ class Queue(ManageCalls, QueueBase[redis.Redis | redis.RedisCluster]):
 
         Cost: one round trip, O(W) for W workers.
         """
-        return live_workers(self._client.hgetall(workers_key(self._core.prefix, self._core.name)), time.time())
+        return live_workers(self._client.hgetall(self._workers_key), time.time())
 
     def ack(self, job: Job) -> bool:
         """Delete a finished job, if this consumer still holds its lock.

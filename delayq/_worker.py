@@ -19,7 +19,8 @@ from ._replies import AckResult
 from ._sync import Queue
 from ._types import Job
 from ._validate import MAX_BATCH
-from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerBase, WorkerStats, outage_pause
+from ._worker_base import WorkerBase
+from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerStats, outage_pause
 
 __all__ = ["Worker"]
 
@@ -147,8 +148,8 @@ class Worker(WorkerBase[Queue]):
             self._hard.set()
             for _ in range(core.concurrency + core.max_abandoned):  # every thread there may be
                 self._inbox.put(None)
-            if self._abandoned:
-                core.log.warning("%d abandoned handler threads still run; they end with the process", len(self._abandoned))
+            if self._stuck():
+                core.log.warning("%d abandoned handler threads still run; they end with the process", self._stuck())
             for signum, old in previous.items():
                 signal.signal(signum, old)
             keepalive.join(5)
@@ -180,9 +181,7 @@ class Worker(WorkerBase[Queue]):
             jobs = result.jobs
             core.hold(jobs, time.monotonic())
             self._low = core.target // 2
-            put = self._inbox.put
-            for job in jobs:
-                put(job)
+            self._hand_out(jobs)
             return bool(jobs) or wait > 0
         if core.ack_due(done, time.monotonic()):
             acks = done[:MAX_BATCH]
@@ -214,6 +213,12 @@ class Worker(WorkerBase[Queue]):
         # (ThreadPoolExecutor's threads are joined there)
         threading.Thread(target=self._serve, name="delayq-handler", daemon=True).start()
 
+    def _hand_out(self, jobs: list[Job]) -> None:
+        """Put jobs in the buffer; an idle handler thread takes each one."""
+        put = self._inbox.put
+        for job in jobs:
+            put(job)
+
     def _serve(self) -> None:
         """A handler slot: run buffered jobs one after another until told to end."""
         core, handler, running, outcomes = self.core, self.handler, self._running, self._outcomes
@@ -237,6 +242,7 @@ class Worker(WorkerBase[Queue]):
                 outcomes.append((job, monotonic() - now, error))
                 if self._waiting and (error is not None or self._inbox.qsize() <= self._low):
                     self._wake.set()
+                    time.sleep(0)  # let the main loop take the GIL and claim now, while the rest of the buffer runs
                 continue
             # given up at its timeout: the job was settled then, so this result is ignored;
             # the thread serves again if the worker runs short, else its replacement has its slot
@@ -341,3 +347,8 @@ class Worker(WorkerBase[Queue]):
         except Exception as exc:
             released = exc
         self.core.returned(job, released)
+
+    def _stuck(self) -> int:
+        """How many abandoned handler threads still run."""
+        with self._guard:
+            return len(self._abandoned)

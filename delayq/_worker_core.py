@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any
 
 from ._errors import InvalidArgument, InvalidType
-from ._heartbeats import heartbeat_entry
 from ._replies import AckResult, DequeueResult
 from ._types import Job
 from ._validate import MAX_BATCH, MAX_LOCK_TTL_S, to_ms
@@ -43,7 +40,6 @@ __all__ = [
     "Held",
     "Outcome",
     "Skipped",
-    "WorkerBase",
     "WorkerCore",
     "WorkerEvent",
     "WorkerStats",
@@ -123,6 +119,7 @@ class WorkerCore:
     ack_by: float = 0.0
     """When the oldest finished job not yet acked must be acked (time.monotonic())."""
     _counted: int = 0
+    _scan_at: float = 0.0
     _counted_since: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -304,7 +301,8 @@ class WorkerCore:
         for job, seconds in done:
             claim = claim_of(job)
             if claim in again and not final:
-                left.append((job, seconds))  # a call failed: maybe applied; still uncertain
+                self.uncertain.add(claim)  # the call that carried it failed: it may have been applied
+                left.append((job, seconds))
                 continue
             uncertain = claim in self.uncertain
             self.uncertain.discard(claim)
@@ -396,10 +394,13 @@ class WorkerCore:
             )
 
     def overdue(self, running: dict[Claim, Any], now: float) -> list[Claim]:
-        """The running claims (claim -> start, or (start, ...)) past the timeout, oldest first."""
+        """The running claims (claim -> start, or (start, ...)) past the timeout (looked for at most
+        every BUSY_POLL_S, or a tenth of the timeout: a handler fails that much late at most)."""
         timeout = self.timeout
-        if timeout is None:
+        if timeout is None or now < self._scan_at:
             return []
+        # a scan costs a look at every running claim (1000 at most): at most every BUSY_POLL_S
+        self._scan_at = now + min(BUSY_POLL_S, timeout / 10)
         late = []
         for claim, value in list(running.items()):
             start = value[0] if isinstance(value, tuple) else value
@@ -411,89 +412,3 @@ class WorkerCore:
 def outage_pause(failures: int) -> float:
     """Seconds to wait after ``failures`` consecutive connection failures."""
     return OUTAGE_BACKOFF_S[min(failures, len(OUTAGE_BACKOFF_S)) - 1]
-
-
-QueueT = TypeVar("QueueT")
-
-
-class WorkerBase(Generic[QueueT]):
-    """What the thread and the asyncio worker share besides their loops: checking the settings,
-    the counters, the heartbeat entry, and stop requests (graceful first, hard the second time)."""
-
-    queue_type: ClassVar[type] = object
-    """The queue class this worker drives (set by each worker)."""
-    twin: ClassVar[str] = ""
-    """The other worker, named in the error for a queue of the other kind."""
-
-    def __init__(
-        self,
-        queue: QueueT,
-        handler: Callable[[Job], Any],
-        *,
-        concurrency: int = 8,
-        prefetch: int | None = None,
-        lock_ttl: float = 30,
-        poll: float = 1.0,
-        backoff: Backoff | None = None,
-        extend_every: float | None = None,
-        grace: float = 30,
-        timeout: float | None = DEFAULT_TIMEOUT_S,
-        heartbeat: bool = True,
-        on_event: Callable[[WorkerEvent], None] | None = None,
-        logger: logging.Logger | None = None,
-    ) -> None:
-        if not isinstance(queue, self.queue_type):
-            kind = f"{self.queue_type.__module__}.{self.queue_type.__qualname__}"
-            raise InvalidType(f"queue must be a {kind} (use {self.twin} for the other kind), got {queue!r}")
-        if not callable(handler):
-            raise InvalidType(f"handler must be callable, got {handler!r}")
-        if not isinstance(heartbeat, bool):
-            raise InvalidType(f"heartbeat must be a bool, got {heartbeat!r}")
-        self.queue: QueueT = queue
-        self.handler: Callable[[Job], Any] = handler
-        self.core = WorkerCore.make(
-            concurrency=concurrency,
-            prefetch=prefetch,
-            lock_ttl=lock_ttl,
-            poll=poll,
-            backoff=backoff,
-            extend_every=extend_every,
-            grace=grace,
-            timeout=timeout,
-            on_event=on_event,
-            logger=logger,
-        )
-        self.heartbeat = heartbeat
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-        """This worker's id in the queue's heartbeat hash (host:pid:random)."""
-        self.started = time.time()
-        self._stop = threading.Event()
-        self._hard = threading.Event()
-        self._setup()
-
-    def _setup(self) -> None:
-        """Each worker's own state (overridden)."""
-
-    @property
-    def stats(self) -> WorkerStats:
-        """The worker's counters: processed, failed, retried, dead_lettered, lock_lost, returned."""
-        return self.core.stats
-
-    def heartbeat_entry(self) -> str:
-        """This worker's entry in the queue's heartbeat hash, as of now (see delayq._heartbeats)."""
-        return heartbeat_entry(self.core.concurrency, vars(self.core.stats), self.started, time.time())
-
-    def stop(self, *, hard: bool = False) -> None:
-        """Ask the worker to stop: gracefully the first time, at once with ``hard`` or a second time."""
-        if self._stop.is_set() or hard:
-            self._hard.set()
-        self._stop.set()
-
-    def _signalled(self, name: str) -> None:
-        if self._stop.is_set():
-            self.core.log.warning("%s again: stopping now, running jobs go back to the queue", name)
-        else:
-            self.core.log.warning(
-                "%s: stopping; running jobs get %.0fs to finish (send it again to stop now)", name, self.core.grace
-            )
-        self.stop()

@@ -21,6 +21,7 @@ __all__ = [
     "EventKind",
     "WorkerEvent",
     "WorkerStats",
+    "bounded_text",
     "claim_of",
     "error_text",
 ]
@@ -113,8 +114,18 @@ class WorkerStats:
 
 def error_text(exc: BaseException) -> str:
     """The text kept with a failed job: the exception's type and message, bounded."""
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+    try:
+        message = str(exc)
+    except Exception:  # an exception whose __str__ fails still fails its job, not the worker
+        message = f"<unprintable {type(exc).__name__}>"
+    return bounded_text(f"{type(exc).__name__}: {message}")
+
+
+def bounded_text(text: str) -> str:
+    """``text`` as Redis can keep it: at most MAX_ERROR_CHARS, and valid UTF-8 (a lone surrogate,
+    as ``os.fsdecode`` leaves for undecodable bytes, becomes its ``\\udcxx`` escape)."""
+    text = text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def claim_of(job: Job) -> Claim:

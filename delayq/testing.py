@@ -36,7 +36,7 @@ from ._hooks import Decision, JobPolicy, check_attempts, decide
 from ._sync import Queue
 from ._types import Job
 from ._validate import MAX_BATCH, MAX_LOCK_TTL_S, Duration, check_int, to_ms
-from ._worker_core import Backoff
+from ._worker_types import Backoff, claim_of
 from .tasks import Tasks
 
 __all__ = ["Clock", "Outcome", "OutcomeKind", "arun_due", "frozen_clock", "run_due"]
@@ -98,9 +98,16 @@ def _core_of(queue: object) -> Any:
     return core
 
 
+_frozen: dict[int, tuple[Any, Any, list[Clock]]] = {}
+"""Per queue core frozen now: (the core, its clock before the first freeze, the active test clocks)."""
+
+
 @contextlib.contextmanager
 def frozen_clock(*queues: object, start: datetime | None = None) -> Iterator[Clock]:
     """Give queues a clock that stands still until the test moves it; restore the server's clock after.
+
+    Freezes may nest or overlap (two fixtures, say): a queue follows the latest one still
+    active, and gets its own clock back when the last one ends, in whatever order they end.
 
     Args:
         *queues: ``delayq.Queue`` or ``delayq.aio.Queue`` objects (sharded or not) that share the clock.
@@ -118,14 +125,20 @@ def frozen_clock(*queues: object, start: datetime | None = None) -> Iterator[Clo
     clock = Clock(int(time.time() * 1000))
     if start is not None:
         clock.set(start)
-    previous = [core.clock for core in cores]
     for core in cores:
+        _frozen.setdefault(id(core), (core, core.clock, []))[2].append(clock)
         core.clock = clock
     try:
         yield clock
     finally:
-        for core, before in zip(cores, previous, strict=True):
-            core.clock = before
+        for core in cores:
+            _, before, active = _frozen[id(core)]
+            active.remove(clock)
+            if active:
+                core.clock = active[-1]
+            else:
+                core.clock = before
+                del _frozen[id(core)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +179,12 @@ class _Run:
 
 
 @dataclass(frozen=True, slots=True)
+class _Lock:
+    job: Job
+    lock_ttl: float
+
+
+@dataclass(frozen=True, slots=True)
 class _Ack:
     job: Job
 
@@ -176,7 +195,7 @@ class _Nack:
     decision: Decision
 
 
-_Step = Union[_Claim, _Run, _Ack, _Nack]
+_Step = Union[_Claim, _Lock, _Run, _Ack, _Nack]
 
 
 def _plan(
@@ -206,6 +225,10 @@ def _inline(
         for job in jobs:
             rules = None if policy is None else policy(job)
             verdict = check_attempts(job, rules)
+            # the task's own lock, as a worker would hold it: from now, for its lock_ttl
+            if verdict is None and rules is not None and rules.lock_ttl is not None and not (yield _Lock(job, rules.lock_ttl)):
+                outcomes.append(Outcome(job, "lock_lost"))
+                continue
             if verdict is None:
                 result, exc = yield _Run(job, None if rules is None else rules.timeout)
                 if exc is None:
@@ -246,6 +269,12 @@ def run_due(
     ``Retry`` chooses the delay), or dead-lettered (its attempts are used up, or it raised
     ``Fail``). Jobs that come due again during the call (a retry with no delay) run again, up to
     ``limit`` runs in all. With a :func:`frozen_clock`, retries wait until the clock is advanced.
+    A job whose policy has a ``lock_ttl`` is locked for that long before it runs; its ``timeout``
+    fails a run that takes longer (an ``async def`` handler is cancelled then).
+
+    A handler that raises KeyboardInterrupt, SystemExit (or asyncio.CancelledError) interrupts
+    the call: its job, and every job claimed but not run yet, is given back (``release``: due
+    now, the attempt not counted), and the exception goes on up.
 
     Args:
         queue: A ``delayq.Queue``.
@@ -260,36 +289,49 @@ def run_due(
         What happened to each job, in order.
 
     Raises:
-        InvalidType, InvalidArgument: A bad argument, before any job is claimed.
+        InvalidType, InvalidArgument: A bad argument (an asyncio queue: use :func:`arun_due`),
+            before any job is claimed.
     """
     if isinstance(handler, Tasks):
         registry = handler
         handler, policy = registry.run, policy or registry.policy
-    if not isinstance(queue, Queue) and not hasattr(queue, "_drive"):
-        raise InvalidType(f"queue must be a delayq.Queue (use arun_due for delayq.aio.Queue), got {queue!r:.80}")
+    if not isinstance(queue, Queue):
+        raise InvalidType(f"queue must be a delayq.Queue (for a delayq.aio.Queue: 'await arun_due(...)'), got {queue!r:.80}")
     rules, curve = _plan(handler, policy, backoff, limit, lock_ttl)
     core = _core_of(queue)
     steps = _inline(rules, curve, limit, core.max_attempts)
+    held: dict[tuple[str, str], Job] = {}
     reply: Any = None
     try:
         while True:
             step = steps.send(reply)
             if isinstance(step, _Claim):
                 reply = queue.dequeue(step.batch, lock_ttl)
+                held.update((claim_of(job), job) for job in reply)
+            elif isinstance(step, _Lock):
+                reply = queue.extend(step.job, step.lock_ttl)
             elif isinstance(step, _Run):
                 reply = _call(handler, step)
             elif isinstance(step, _Ack):
-                reply = queue.ack(step.job)
+                reply = queue.ack(held.pop(claim_of(step.job)))
             else:
+                held.pop(claim_of(step.job))
                 reply = queue._drive(
                     core.nack_limited(step.job, step.decision.delay, step.decision.error, max_attempts=_limit_of(step.decision))
                 )
     except StopIteration as stop:
         done: list[Outcome] = stop.value
         return done
+    except BaseException:
+        for job in held.values():  # claimed and not settled: back to the queue, as a stopping worker does
+            with contextlib.suppress(Exception):
+                queue.release(job)
+        raise
 
 
 def _call(handler: Callable[[Job], Any], step: _Run) -> tuple[Any, BaseException | None]:
+    """Run the handler: (its result, None) or (None, what it raised). KeyboardInterrupt,
+    SystemExit and CancelledError are not a job's failure: they go on up."""
     started = time.monotonic()
     try:
         result = handler(step.job)
@@ -319,32 +361,46 @@ async def arun_due(
     limit: int = 1000,
 ) -> list[Outcome]:
     """:func:`run_due` for a ``delayq.aio.Queue``: an ``async def`` handler is awaited (with its
-    timeout), a plain one is called; a Tasks registry runs plain tasks on a thread."""
+    timeout), a plain one is called; a Tasks registry runs plain tasks on a thread.
+
+    Returns, Raises: as :func:`run_due` (a ``delayq.Queue``: use :func:`run_due`). Cancelling the
+    call gives its claimed, unsettled jobs back, as an interrupt does.
+    """
     if isinstance(handler, Tasks):
         registry = handler
         handler, policy = registry.arun, policy or registry.policy
     if not isinstance(queue, aio.Queue):
-        raise InvalidType(f"queue must be a delayq.aio.Queue (use run_due for delayq.Queue), got {queue!r:.80}")
+        raise InvalidType(f"queue must be a delayq.aio.Queue (for a delayq.Queue: run_due(...)), got {queue!r:.80}")
     rules, curve = _plan(handler, policy, backoff, limit, lock_ttl)
     core = queue._core
     steps = _inline(rules, curve, limit, core.max_attempts)
+    held: dict[tuple[str, str], Job] = {}
     reply: Any = None
     try:
         while True:
             step = steps.send(reply)
             if isinstance(step, _Claim):
                 reply = await queue.dequeue(step.batch, lock_ttl)
+                held.update((claim_of(job), job) for job in reply)
+            elif isinstance(step, _Lock):
+                reply = await queue.extend(step.job, step.lock_ttl)
             elif isinstance(step, _Run):
                 reply = await _acall(handler, step)
             elif isinstance(step, _Ack):
-                reply = await queue.ack(step.job)
+                reply = await queue.ack(held.pop(claim_of(step.job)))
             else:
+                held.pop(claim_of(step.job))
                 reply = await queue._drive(
                     core.nack_limited(step.job, step.decision.delay, step.decision.error, max_attempts=_limit_of(step.decision))
                 )
     except StopIteration as stop:
         done: list[Outcome] = stop.value
         return done
+    except BaseException:
+        for job in held.values():
+            with contextlib.suppress(Exception):
+                await queue.release(job)
+        raise
 
 
 async def _acall(handler: Callable[[Job], Any], step: _Run) -> tuple[Any, BaseException | None]:

@@ -61,7 +61,8 @@ Returns: flat array: now_ms, next_ms, refused, dead_lettered, then for each clai
   otherwise the earliest time a job becomes due or a lease expires ("" if none);
   for a waiter that claimed nothing, next_ms is that time only if the waiter is to
   watch for it, and "" when another waiter is back by then (it waits for a token).
-  While paused: now_ms, now_ms + 1000 (look again in a second), refused, 0, no jobs.
+  While paused: now_ms, now_ms + 1000 (look again in a second), refused, 0, no jobs; a
+  long-poll waiter stays registered in `waiters`, back within the second.
 Cost: O(log N + batch + k + log W + log C), W = waiters, C = claims registered: the acks
   ZMSCORE the leases and the registry, then one ZREM/HDEL per structure; the claim
   ZRANGEBYSCOREs `due`, HMGETs the payloads (and `meta`, while it exists), one ZADD to
@@ -248,6 +249,18 @@ if ack_count > 0 then acked, refused = apply_acks(7, ack_count) end
 -- idle keys go as in 4; next_ms one second ahead makes a long-poll look again by itself
 if rcall('EXISTS', paused_key) == 1 then
   if acked > 0 then drop_idle() end
+  -- a waiter stays registered, back within the second: after a resume, the waiter that claims
+  -- then sees the others, and wakes one when it leaves jobs claimable (section 5)
+  if waiter ~= '' and back_ms > 0 then
+    local back_at = now + math.min(back_ms, 1000)
+    rcall('ZADD', waiters_key, string.format('%d', back_at), waiter)
+    -- gone once the last registered waiter is due back, as in section 5 (and with its commands:
+    -- the README's least-privilege ACL names no others)
+    local last = rcall('ZRANGE', waiters_key, -1, -1, 'WITHSCORES')
+    rcall('PEXPIRE', waiters_key, math.max(tonumber(last[2]) - now, 0) + 1000)
+  elseif waiter ~= '' then
+    rcall('ZREM', waiters_key, waiter)
+  end
   return {now_s, string.format('%d', now + 1000), refused, 0}
 end
 

@@ -18,15 +18,25 @@ ARGV[7] cold       (flag)   "1": without a marker here, still run the catch-up (
                             client found the job's marker in another shard); "0": only with one
 ARGV[8] upcoming   (ms)     the next slot: enqueued, due at that time, if newer than the marker; "" = none
 ARGV[9] upcoming_id (string) its job id
-Returns: array of 3: catch-up stored (1/0), upcoming stored (1/0), the server's now (ms, integer string).
-  A slot not newer than the marker, or whose id exists in the queue, is not stored.
+ARGV[10] current   (ms)     the schedule's latest slot at or before the caller's now ("none": it has
+                            none), sent with the plan so this script can check the caller's clock:
+                            unless current <= now < upcoming by this script's now, the plan was made
+                            by a clock that runs ahead or behind, and nothing is stored (a clock ahead
+                            would enqueue a future slot and move the marker past the slots between);
+                            "" or absent = no check
+Returns: array of 4: catch-up stored (1/0), upcoming stored (1/0), the server's now (ms, integer
+  string), and 1 if the plan was refused for the caller's clock (else 0): the caller then plans
+  again from the now returned. A slot not newer than the marker, or whose id exists in the queue
+  (or is dequeue.lua's reserved SENTINEL), is not stored.
 Cost: O(log N); at most 11 redis.call. Wakes one blocked consumer when a run becomes the earliest due.
 ]]
 local rcall = redis.call
+local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, payload_key, wake_key, periodic_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local name, spec, payload = ARGV[2], ARGV[3], ARGV[4]
 local catchup, catchup_id, cold = ARGV[5], ARGV[6], ARGV[7]
 local upcoming, upcoming_id = ARGV[8], ARGV[9]
+local current = ARGV[10] or ''
 
 -- shared fragment: clock
 local now = tonumber(ARGV[1])
@@ -48,6 +58,13 @@ local function wake()
 end
 -- end of shared fragment
 
+-- the server's clock decides (DESIGN rule 1): a plan made for another "now" stores nothing
+if current ~= '' then
+  local ahead = current ~= 'none' and tonumber(current) > now
+  local behind = upcoming ~= '' and tonumber(upcoming) <= now
+  if ahead or behind then return {0, 0, now_s, 1} end
+end
+
 local last
 local marker = rcall('HGET', periodic_key, name)
 if marker then
@@ -56,8 +73,8 @@ if marker then
 end
 
 local function store(slot, id)
-  -- payload before score, as enqueue.lua writes
-  if rcall('HGET', payload_key, id) then return 0 end
+  -- payload before score, as enqueue.lua writes; dequeue.lua's reserved SENTINEL is never a job
+  if id == SENTINEL or rcall('HGET', payload_key, id) then return 0 end
   local score = string.format('%d', slot)
   local head = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
   rcall('HSET', payload_key, id, payload)
@@ -66,7 +83,7 @@ local function store(slot, id)
   return 1
 end
 
-local result = {0, 0, now_s}
+local result = {0, 0, now_s, 0}
 local newest = last
 if catchup ~= '' and (last ~= nil or cold == '1') then
   local slot = tonumber(catchup)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import delayq
+import delayq.aio
 from delayq.periodic import AsyncScheduler, PeriodicJob, Scheduler
 from delayq.tasks import Task, Tasks
 from delayq.testing import Outcome, arun_due, run_due
@@ -56,3 +61,33 @@ def scheduler(env: Env, q: Any, jobs: Iterable[PeriodicJob]) -> Any:
 
 def tick(env: Env, sched: Any) -> list[str]:
     return run(env, sched.run_pending())  # type: ignore[no-any-return]
+
+
+def run_worker(
+    env: Env, q: Any, tasks: Tasks | Callable[..., Any], until: Callable[[], bool], *, linger: float = 0.0, timeout: float = 15
+) -> Any:
+    """Run the env's kind of worker on the tasks (or a handler) until ``until()``, ``linger`` seconds more, then stop it."""
+    if env.api == "sync":
+        worker = delayq.Worker(q, tasks.run if isinstance(tasks, Tasks) else tasks, poll=0.1, concurrency=4)
+        thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while not until() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(linger)
+        worker.stop()
+        thread.join(15)
+        assert not thread.is_alive()
+        return worker.stats
+    aworker = delayq.aio.Worker(q._queue, tasks.arun if isinstance(tasks, Tasks) else tasks, poll=0.1, concurrency=4)
+
+    async def main() -> Any:
+        job = asyncio.create_task(aworker.run(install_signals=False))
+        deadline = time.monotonic() + timeout
+        while not until() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(linger)
+        aworker.stop()
+        return await asyncio.wait_for(job, 15)
+
+    return run(env, main())

@@ -250,3 +250,25 @@ def test_a_slow_redis_does_not_pile_up_refreshes(chromium: Any, tmp_path: Path) 
         context.close()
         q.purge()
         client.close()
+
+
+def test_counts_say_when_redis_is_gone_and_come_back_with_it(chromium: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect  # noqa: PLC0415
+
+    with RedisServer() as server, serve(server.url, "gone", tmp_path / "web.log") as base:
+        client = redis.Redis.from_url(server.url)
+        delayq.Queue(client, "q", prefix="gone").enqueue_many([b"x"] * 3)
+        context = chromium.new_context()
+        page = context.new_page()
+        for path, where in (("/queue?name=q", "#counts"), ("/", "#queues")):
+            page.goto(base + path)
+            expect(page.locator(f'{where} [data-count="ready"]').first).to_have_text("3")
+            server.stop()
+            alert = page.locator(f"{where} [data-unavailable]")
+            expect(alert).to_contain_text("Redis did not answer", timeout=8000)  # not the last counts, frozen
+            expect(page.locator(f'{where} [data-count="ready"]')).to_have_count(0)
+            server.restart()  # empty: nothing was persisted
+            delayq.Queue(client, "q", prefix="gone").enqueue_many([b"x"] * 3)
+            expect(page.locator(f'{where} [data-count="ready"]').first).to_have_text("3", timeout=8000)
+        context.close()
+        client.close()

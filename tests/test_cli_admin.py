@@ -159,7 +159,14 @@ def test_a_port_in_use_is_one_line(redis_url: str) -> None:
 
 
 def test_web_answers_to_loopback_its_host_and_allow_host() -> None:
-    from delayq._cli_admin import LOOPBACK_HOSTS, allowed_hosts  # noqa: PLC0415
+    from delayq._cli_serve import LOOPBACK_HOSTS, _queue_refs, allowed_hosts  # noqa: PLC0415
+
+    assert _queue_refs(["a", "a/3", "a/3/1", "b/x"]) == [
+        delayq.QueueRef("a"),
+        delayq.QueueRef("a", 3),
+        delayq.QueueRef("a/3"),
+        delayq.QueueRef("b/x"),
+    ]
     from delayq.web import _security  # noqa: PLC0415
 
     assert LOOPBACK_HOSTS == _security.LOOPBACK_HOSTS

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -20,36 +18,8 @@ from delayq import Backoff, Fail, InvalidArgument, InvalidType, Job, JobPolicy, 
 from delayq.tasks import Args, Tasks, current_job
 from delayq.testing import frozen_clock, run_due
 from tests.helpers import Env
-from tests.helpers_tasks import bind, drain, enqueue, enqueue_many, real_queue, run
+from tests.helpers_tasks import bind, drain, enqueue, enqueue_many, real_queue, run_worker
 from tests.snapshots import snapshot
-
-
-def run_worker(env: Env, q: Any, tasks: Tasks, until: Callable[[], bool], *, linger: float = 0.0, timeout: float = 15) -> Any:
-    """Run the env's kind of worker on the tasks until ``until()``, ``linger`` seconds more, then stop it."""
-    if env.api == "sync":
-        worker = delayq.Worker(q, tasks.run, poll=0.1, concurrency=4)
-        thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while not until() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(linger)
-        worker.stop()
-        thread.join(15)
-        assert not thread.is_alive()
-        return worker.stats
-    aworker = delayq.aio.Worker(q._queue, tasks.arun, poll=0.1, concurrency=4)
-
-    async def main() -> Any:
-        job = asyncio.create_task(aworker.run(install_signals=False))
-        deadline = time.monotonic() + timeout
-        while not until() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(linger)
-        aworker.stop()
-        return await asyncio.wait_for(job, 15)
-
-    return run(env, main())
 
 
 def test_a_delayed_task_runs_once_at_its_time(env: Env) -> None:
@@ -296,24 +266,6 @@ def test_the_policy_a_worker_gets() -> None:
     assert tasks.policy(job(forever.message())) == JobPolicy(None, None, 30, None)
     assert tasks.policy(job(b"junk")) is None
     assert Tasks().defaults.max_attempts == delayq.DEFAULT_MAX_ATTEMPTS == 20
-
-
-def test_an_asyncio_registry_needs_aenqueue() -> None:
-    async def main() -> None:
-        q = delayq.aio.Queue(fakeredis.FakeAsyncRedis(), "aio-tasks")
-        tasks = Tasks(q)
-
-        @tasks.task
-        async def hello(name: str) -> str:
-            return f"hello {name}"
-
-        with pytest.raises(InvalidType, match=r"await task\.aenqueue"):
-            hello.enqueue("x")
-        assert await hello.aenqueue("x", id="h") == "h"
-        with pytest.raises(InvalidType, match="not an asyncio queue"):
-            await hello.aenqueue("x", queue=delayq.Queue(fakeredis.FakeRedis(), "sync"))  # type: ignore[arg-type]
-
-    asyncio.run(main())
 
 
 def test_tasks_on_a_sharded_queue(env: Env) -> None:

@@ -190,6 +190,8 @@ def test_every_action(site: Site) -> None:
             fields = {"csrf": token(page), "action": "resume", "name": "acts", "back": elsewhere}
             moved = client.post("/action", data=fields, follow_redirects=False)
             assert moved.headers["location"].startswith("/queue?name=acts&done="), elsewhere
+        spoofed = client.get("/queue", params={"name": "acts", "done": "purged", "n": "0. Call +1 555 0100 now"}).text
+        assert "Purged ? job(s)." in spoofed and "555" not in spoofed
         assert act(client, page, action="explode", name="acts").status_code == 400
         assert act(client, page, action="cancel", name="acts", id="").status_code == 400
 
@@ -319,6 +321,11 @@ def test_redis_down_is_a_page_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -
         assert 'class="flash"' not in page.text and page.text.count("ConnectionError") == 1, "said once, as the problem"
         metrics = client.get("/metrics")
         assert metrics.status_code == 200 and "delayq_up 0.0" in metrics.text
+        # a refresh gets a fragment in place of the counts, still refreshing (not the whole error page)
+        for path, target in (("/", "queues"), ("/partials/counts?name=q&state=dead", "counts")):
+            fragment = client.get(path, headers={"HX-Request": "true"})
+            assert fragment.status_code == 503 and "<html" not in fragment.text and "Redis did not answer" in fragment.text
+            assert fragment.text.startswith(f'<div id="{target}" hx-get="{path.replace("&", "&amp;")}" hx-trigger="every')
 
 
 def test_a_redis_that_stops_answering_gets_a_503_page_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -438,6 +445,10 @@ async def _open_queues(app: Starlette) -> int:
     return len(app.state.delayq.connection().queues)
 
 
+async def _opened(app: Starlette) -> list[delayq.QueueRef]:
+    return list(app.state.delayq.connection().queues)
+
+
 @pytest.mark.parametrize(
     ("option", "value", "error"),
     [
@@ -529,3 +540,25 @@ def test_a_long_queue_list_uses_few_connections(monkeypatch: pytest.MonkeyPatch)
             assert len(raw.client_list()) - 1 <= MAX_CONCURRENT_CALLS
             assert client.get("/").text.count("<tr data-queue=") == 60
         raw.close()
+
+
+def test_a_url_cannot_make_up_a_sharded_queue(site: Site) -> None:
+    """Opening a queue of 256 shards costs 70 ms of CPU: only the sharded queues found or configured open."""
+    sharded = site.queue("spread", shards=4)
+    sharded.enqueue_many([b"x"] * 6)
+    app = site.app()
+    with TestClient(app, base_url=BASE) as client:
+        page = client.get("/queue", params={"name": "spread", "shards": "4"})
+        assert page.status_code == 200 and count(page.text, "ready") == "6"
+        for i in range(20):
+            made_up = client.get("/partials/counts", params={"name": f"made-up-{i}", "shards": "256"})
+            assert made_up.status_code == 404 and "of 256 shards" in made_up.text
+        opened = client.portal.call(lambda: _opened(app))
+        assert opened == [delayq.QueueRef("spread", 4)], "no queue object (no hash tags) for the made-up ones"
+        fields = {"csrf": token(page.text), "action": "pause", "name": "spread", "shards": "3"}
+        assert client.post("/action", data=fields).status_code == 404 and not sharded.stats().paused
+    with site.client(queues=[delayq.QueueRef("spread", 4)]) as client:
+        assert client.get("/job", params={"name": "spread", "shards": "4", "id": "nope"}).status_code == 404
+        assert "No job with this id" in client.get("/job", params={"name": "spread", "shards": "4", "id": "nope"}).text
+        assert client.get("/job", params={"name": "spread", "shards": "2", "id": "nope"}).status_code == 404
+    sharded.purge()

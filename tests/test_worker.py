@@ -470,14 +470,17 @@ def test_an_ack_whose_reply_was_lost_is_counted_processed(env: Env, shards: int)
         env,
         name,
         lambda job: None,
-        lambda s: s.processed + s.lock_lost >= 12,
+        lambda s: s.processed >= 12,
         setup=cut,
         concurrency=3,
         lock_ttl=0.3,
         shards=shards,
     )
     assert next(carried) > 2, "some replies were lost"
-    assert (stats.processed, stats.lock_lost) == (12, 0)
+    # an ack miscounted as lost would leave processed at 11 for ever: its job is gone. (A buffered job
+    # whose short lock ran low while the worker paused after a cut is not started, counted lost, and
+    # comes back: then it is processed too.)
+    assert stats.processed == 12
     assert q.stats().total == 0
 
 

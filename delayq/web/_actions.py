@@ -42,7 +42,9 @@ def flash(params: Any) -> str | None:
     template = MESSAGES.get(params.get("done", ""))
     if template is None:
         return None
-    return template.format(id=params.get("id", "")[:200], n=params.get("n", "?")[:12])
+    n = params.get("n", "")
+    # a link can carry any text: a count is digits or nothing, so a crafted link cannot make it say more
+    return template.format(id=params.get("id", "")[:200], n=n if n.isdigit() and len(n) <= 12 else "?")
 
 
 async def perform(dash: Dashboard, request: Request) -> Response:
@@ -65,7 +67,7 @@ async def perform(dash: Dashboard, request: Request) -> Response:
     if not csrf_ok(request, settings.secret or b"", fields.get("csrf", "")):
         message = "The form was not sent from this dashboard's page (CSRF check). Reload the page and try again."
         return dash.render(request, "error.html", 403, title="Refused", problem=message)
-    ref = ref_from(fields)
+    ref = await dash.known(ref_from(fields))
     done, extra = await act(dash.queue(ref), fields.get("action", ""), fields, ref)
     root = request.scope.get("root_path", "").rstrip("/")
     back = fields.get("back", "")

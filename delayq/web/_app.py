@@ -36,7 +36,7 @@ from .._validate import check_state
 from . import _format
 from ._actions import flash, perform
 from ._dashboard import HERE, REDIS_FAILURES, Dashboard
-from ._params import int_param, link, ref_from
+from ._params import int_param, link, ref_from, root_of
 from ._security import AllowedHosts, SecurityHeaders
 from ._settings import WebSettings
 
@@ -90,7 +90,7 @@ def create_app(client: Any = None, *, settings: WebSettings | None = None, **opt
 
     async def queue_page(request: Request) -> Response:
         params = request.query_params
-        ref = ref_from(params)
+        ref = await dash.known(ref_from(params))
         state = check_state(params.get("state") or "ready")
         size = settings.page_size
         page = int_param(params, "page", 1, 1, 10**9)
@@ -114,14 +114,14 @@ def create_app(client: Any = None, *, settings: WebSettings | None = None, **opt
         )
 
     async def counts(request: Request) -> Response:
-        ref = ref_from(request.query_params)
+        ref = await dash.known(ref_from(request.query_params))
         state: JobState = check_state(request.query_params.get("state") or "ready")
         stats = await dash.queue(ref).stats()
         return dash.render(request, "_counts.html", ref=ref, stats=stats, state=state)
 
     async def job_page(request: Request) -> Response:
         params = request.query_params
-        ref = ref_from(params)
+        ref = await dash.known(ref_from(params))
         job_id = params.get("id", "")
         try:
             job = await dash.queue(ref).get(job_id, preview=_format.MAX_SHOWN_BYTES)
@@ -139,7 +139,7 @@ def create_app(client: Any = None, *, settings: WebSettings | None = None, **opt
 
     async def login(request: Request) -> Response:
         if not settings.auth.enabled or settings.auth.allows(request):
-            return RedirectResponse(link(request.scope.get("root_path", "").rstrip("/"), "/"), 303)
+            return RedirectResponse(link(root_of(request), "/"), 303)
         return dash.challenge(request)
 
     async def action(request: Request) -> Response:
@@ -163,7 +163,14 @@ def create_app(client: Any = None, *, settings: WebSettings | None = None, **opt
     async def redis_down(request: Request, exc: Exception) -> Response:
         refused = isinstance(exc, ScriptError) or "permission" in str(exc).lower()
         title = "Redis refused the call" if refused else "Redis did not answer"
-        return dash.render(request, "error.html", 503, title=title, problem=f"{type(exc).__name__}: {exc}"[:500])
+        problem = f"{type(exc).__name__}: {exc}"[:500]
+        route = getattr(request.scope.get("route"), "name", None)
+        if request.headers.get("hx-request") == "true" and route in ("overview", "counts"):
+            # htmx swaps a 503 in (see base.html): the counts say Redis failed instead of freezing as they were
+            target, path = ("queues", "/") if route == "overview" else ("counts", "/partials/counts")
+            again = link(root_of(request), path, **request.query_params)
+            return dash.render(request, "_unavailable.html", 503, target=target, again=again, title=title, problem=problem)
+        return dash.render(request, "error.html", 503, title=title, problem=problem)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

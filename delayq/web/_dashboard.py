@@ -15,6 +15,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 from redis.exceptions import RedisClusterException
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -144,6 +145,19 @@ class Dashboard:
                 self.found = (time.monotonic(), found)
         return found
 
+    async def known(self, ref: QueueRef) -> QueueRef:
+        """The ref, when a sharded one is a queue this dashboard shows (configured or found).
+
+        Opening a queue of N shards computes N hash tags (70 ms of CPU for 256), so a URL
+        may not make one up: a sharded queue is found by SCAN once it holds anything.
+
+        Raises:
+            HTTPException: 404 for a sharded queue not configured nor found.
+        """
+        if ref.shards > 1 and ref not in await self.refs():
+            raise HTTPException(404, f"no queue {ref.name!r} of {ref.shards} shards here (one is listed once it holds a job)")
+        return ref
+
     async def all_stats(self, refs: list[QueueRef]) -> list[QueueRow]:
         """Each queue's stats (one script call per queue, per shard, concurrently), or why not.
 
@@ -176,7 +190,7 @@ class Dashboard:
         """The live workers of a queue, from its heartbeat hash (see delayq._heartbeats)."""
         connection = self.connection()
         async with connection.calls:
-            raw = await connection.client.hgetall(workers_key(self.settings.prefix, ref.name))
+            raw = await connection.client.hgetall(workers_key(self.settings.prefix, ref.name, ref.shards))
         return live_workers(raw, time.time())
 
     # -- responses

@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
 from .._core import QueueCore
 from .._errors import DelayqError
@@ -13,7 +14,12 @@ from .._inspect import QueueRef
 from .._shards import MAX_SHARDS
 from .._validate import MAX_NAME_LENGTH
 
-__all__ = ["int_param", "link", "ref_from"]
+__all__ = ["int_param", "link", "ref_from", "root_of"]
+
+
+def root_of(request: Request) -> str:
+    """The path the app is mounted under ("" at the root)."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
 
 
 def link(root: str, path: str, **params: Any) -> str:
