@@ -14,7 +14,8 @@ from delayq._core import QueueCore
 from delayq._scripts import SCRIPTS, header_keys
 from delayq._validate import SENTINEL
 from delayq.periodic import PeriodicJob, Scheduler, every
-from tests.helpers import unique_name
+from tests.helpers import Env, unique_name
+from tests.snapshots import snapshot
 
 # the README's ACL line gives exactly these
 ACL_COMMANDS = (
@@ -195,3 +196,39 @@ def test_a_claim_writes_only_leases_and_nothing_stays_when_idle(redis_url: str) 
     assert client.exists(keys["lease"], keys["meta"], keys["claims"]) == 0
     assert q.purge() == 10
     client.close()
+
+
+def test_a_stale_token_never_holds_a_claim_made_in_the_same_millisecond(env: Env) -> None:
+    """A lease's score is its expiry plus a fraction of a millisecond; the claims registry gives
+    no two live claims the same score. With the clock stopped, every claim of a job has the same
+    expiry, yet a token of an earlier claim (nacked, released, acked and the id enqueued again)
+    never acks, nacks, extends or releases a later one; a token extended since its claim still
+    holds its job, and one call's jobs are acked together."""
+    q = env.queue()
+    q._core.clock = lambda: 1_800_000_000_000
+    q.enqueue_many([b"a", b"b"], ids=["a", "b"])
+    first = q.dequeue(2, lock_ttl=30)
+    assert q.extend(first[0], 30) is True
+    assert q.ack_many(first) == 2, "the extended job and its unextended sibling"
+    for end in ("nack", "release", "ack"):
+        q.enqueue(b"c", id="c")
+        (old,) = q.dequeue(1, lock_ttl=30)
+        if end == "nack":
+            assert q.nack(old) is True
+        elif end == "release":
+            assert q.release(old) is True
+        else:
+            assert q.ack(old) is True
+            q.enqueue(b"c", id="c")
+        for _ in range(20):  # claims of the same job, all expiring in the same millisecond
+            (new,) = q.dequeue(1, lock_ttl=30)
+            assert new.lock_expires_ms == old.lock_expires_ms
+            assert q.ack(old) is False
+            assert q.extend(old, 30) is False
+            assert q.nack(old) is False
+            assert q.release(old) is False
+            assert q.release(new) is True
+        (new,) = q.dequeue(1, lock_ttl=30)
+        assert q.ack(new) is True
+    assert q.stats().total == 0
+    assert snapshot(env.raw, q) == {}
