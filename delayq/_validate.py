@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Union
@@ -295,13 +297,36 @@ def check_when(delay: object, at: object) -> tuple[str, int]:
     return "abs", ms
 
 
-def new_ids(count: int) -> list[str]:
-    """``count`` fresh job ids: 32 hex digits, a random 96-bit base per call and a counter.
+class _Sequence:
+    """Microseconds since the epoch, handed out so that they never repeat or go back in a process."""
 
-    As unique as uuid4 for all practical purposes, at a fraction of its cost per id.
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def take(self, count: int) -> int:
+        """The first of ``count`` consecutive values, all after every value taken before."""
+        with self._lock:
+            start = max(self._last + 1, time.time_ns() // 1000)
+            self._last = start + count - 1
+        return start
+
+
+_sequence = _Sequence()
+
+
+def new_ids(count: int) -> list[str]:
+    """``count`` fresh job ids: 32 hex digits, a 56-bit sequence then 72 random bits per call.
+
+    The sequence is the time in microseconds, and never repeats or goes back in a process, so
+    ids made later sort later: jobs due at the same ms (ties are broken by id) are claimed in
+    the order they were enqueued, as they are under a test's frozen clock, where every job of
+    a test is due at the same ms. As unique as uuid4 for all practical purposes (the random
+    part tells processes apart), at a fraction of its cost per id.
     """
-    base = os.urandom(12).hex()
-    return [f"{base}{i:08x}" for i in range(count)]
+    start = _sequence.take(count)
+    tail = os.urandom(9).hex()
+    return [f"{start + i:014x}{tail}" for i in range(count)]
 
 
 def prepare_enqueue(

@@ -174,7 +174,10 @@ if rcall('EXISTS', paused_key) == 1 then
   if waiter ~= '' and back_ms > 0 then
     local back_at = now + math.min(back_ms, 1000)
     rcall('ZADD', waiters_key, string.format('%d', back_at), waiter)
-    if rcall('PTTL', waiters_key) < back_at - now + 1000 then rcall('PEXPIRE', waiters_key, back_at - now + 1000) end
+    -- gone once the last registered waiter is due back, as in section 5 (and with its commands:
+    -- the README's least-privilege ACL names no others)
+    local last = rcall('ZRANGE', waiters_key, -1, -1, 'WITHSCORES')
+    rcall('PEXPIRE', waiters_key, math.max(tonumber(last[2]) - now, 0) + 1000)
   elseif waiter ~= '' then
     rcall('ZREM', waiters_key, waiter)
   end

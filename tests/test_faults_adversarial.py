@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+import redis
 from hypothesis import given, settings
 
 import delayq
@@ -16,6 +17,7 @@ from delayq._validate import MAX_NAME_LENGTH, SENTINEL
 from tests.helpers import Env, unique_name
 from tests.snapshots import snapshot
 from tests.test_longpoll import LATE_MS, Plan, run_waiters
+from tests.test_scripts import ACL_COMMANDS
 from tests.test_sharded import neighbouring_queues, queue_keys
 
 
@@ -76,22 +78,27 @@ def test_a_plain_and_a_sharded_queue_of_one_name_share_no_worker_list(env: Env) 
     assert isinstance(queues[0], delayq.Queue) or env.api == "async"
 
 
-def test_schedule_never_stores_the_reserved_member_whatever_a_client_sends(env: Env) -> None:
-    """Fault 4, below the Python checks: schedule.lua (periodic runs) stored any id it was sent,
-    the reserved member too; a claim of it then re-scored the member `lease` keeps at +inf and
-    overwrote its `meta`, and no call could remove it (every one refuses the reserved id)."""
+def test_schedule_release_and_get_never_touch_the_reserved_member_whatever_a_client_sends(env: Env) -> None:
+    """Fault 4, below the Python checks, for the scripts that take an id and that
+    test_validation's script-level test leaves out: schedule.lua (periodic runs) stored any id it
+    was sent, the reserved member too; a claim of it then re-scored the member `lease` keeps at
+    +inf and overwrote its `meta`, and no call could remove it (every one refuses the reserved
+    id). release.lua and get.lua refused it already: pinned here."""
     q = env.queue()
     q.enqueue_many([b"a", b"b"], ids=["a", "b"])
     held = q.dequeue(1)  # lease and meta now hold the reserved member beside a
     core = q._core
 
-    def run(*args: bytes | str | int) -> Any:
-        call = core._call("schedule", *args)
-        return env.raw.eval(SCRIPTS["schedule"].source, len(call.keys), *call.keys, *call.args)
+    def run(name: str, *args: bytes | str | int) -> Any:
+        call = core._call(name, *args)
+        return env.raw.eval(SCRIPTS[name].source, len(call.keys), *call.keys, *call.args)
 
     before = snapshot(env.raw, q)
-    assert run("job", "spec", b"p", "", "", "0", 0, SENTINEL)[:2] == [0, 0]
-    assert run("job2", "spec", b"p", 0, SENTINEL, "1", "", "")[:2] == [0, 0]
+    assert run("release", SENTINEL, "") == 0  # the empty token `meta` keeps for it
+    assert run("get", SENTINEL) == []
+    assert snapshot(env.raw, q) == before
+    assert run("schedule", "job", "spec", b"p", "", "", "0", 0, SENTINEL)[:2] == [0, 0]
+    assert run("schedule", "job2", "spec", b"p", 0, SENTINEL, "1", "", "")[:2] == [0, 0]
     after = snapshot(env.raw, q)
     periodic = core.keys["periodic"].encode()
     after.pop(periodic, None)  # the marker moves on: the slot is taken, by no job
@@ -109,3 +116,31 @@ def test_no_two_queues_share_a_key_the_worker_lists_included(pair: tuple[tuple[s
         return
     keys_a, keys_b = queue_keys(*a) | {workers_key(*a)}, queue_keys(*b) | {workers_key(*b)}
     assert not keys_a & keys_b, (a, b, sorted(keys_a & keys_b)[:3])
+
+
+def test_the_new_wake_up_paths_run_as_the_least_privileged_user(redis_url: str) -> None:
+    """The README's ACL names every command the scripts call: a waiter registered while the queue
+    is paused and an extend that shortens a lock (the two wake-up fixes above) run under it. A
+    first version of the pause fix called PTTL, which that user may not."""
+    admin = redis.Redis.from_url(redis_url)
+    name = unique_name("acl")
+    user, password = f"u-{name}", "pw-" + name
+    admin.execute_command(
+        "ACL", "SETUSER", user, "on", f">{password}", "resetkeys", f"~delayq:{{{name}}}:*", "-@all", *ACL_COMMANDS.split()
+    )
+    try:
+        client = redis.Redis.from_url(redis_url, username=user, password=password)
+        q = delayq.Queue(client, name)
+        q.enqueue(b"x", id="x")
+        assert q.pause()
+        assert q.dequeue(1, wait=0.05) == []  # a waiter, registered while paused (then leaving)
+        assert q.resume()
+        (job,) = q.dequeue(1, lock_ttl=30)
+        assert q.extend(job, 0.01)  # shorter: the wake-up path
+        time.sleep(0.02)
+        assert [j.id for j in q.dequeue(1)] == ["x"]
+        q.purge()
+        client.close()
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
