@@ -223,7 +223,7 @@ class Worker(WorkerBase[Queue]):
     async def _serve(self) -> None:
         """A handler slot: run buffered jobs one after another until told to end."""
         core, handler, running, outcomes = self.core, self.handler, self._running, self._outcomes
-        inbox, parked, monotonic = self._inbox, self._parked, time.monotonic
+        inbox, parked, monotonic, stopping = self._inbox, self._parked, time.monotonic, self._stop.is_set
         plain = not inspect.iscoroutinefunction(handler)
         me = asyncio.current_task()
         loop = asyncio.get_running_loop()
@@ -237,7 +237,7 @@ class Worker(WorkerBase[Queue]):
             if job is None:
                 return
             claim = (job.id, job.token)
-            if self._stop.is_set():
+            if stopping():
                 outcomes.append((job, 0.0, Skipped.STOPPING))
                 continue
             now = monotonic()

@@ -222,10 +222,10 @@ class Worker(WorkerBase[Queue]):
     def _serve(self) -> None:
         """A handler slot: run buffered jobs one after another until told to end."""
         core, handler, running, outcomes = self.core, self.handler, self._running, self._outcomes
-        get, monotonic = self._inbox.get, time.monotonic
+        get, monotonic, stopping = self._inbox.get, time.monotonic, self._stop.is_set
         while (job := get()) is not None:
             claim = (job.id, job.token)
-            if self._stop.is_set():
+            if stopping():
                 outcomes.append((job, 0.0, Skipped.STOPPING))
                 continue
             now = monotonic()

@@ -7,10 +7,13 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
+from fakeredis import TcpFakeServer
 
 import delayq
 from delayq import InvalidArgument, InvalidType
@@ -216,26 +220,57 @@ def test_periodic_jobs_on_a_sharded_queue(env: Env) -> None:
 
 
 SCHEDULER_PROCESS = """
-import sys, time, redis
-from delayq import Queue
-from delayq.periodic import PeriodicJob, Scheduler, cron
-queue = Queue(redis.Redis.from_url(sys.argv[1]), sys.argv[2])
+import asyncio, sys, time, redis, redis.asyncio
+from delayq import Queue, aio
+from delayq.periodic import AsyncScheduler, PeriodicJob, Scheduler, cron
+url, name, seconds, flavour = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 job = PeriodicJob("beat", cron("* * * * * *", tz="Europe/Paris"), b"beat", missed="run_once")  # every second
-with Scheduler(queue, [job], max_sleep=0.05):
-    time.sleep(float(sys.argv[3]))
+if flavour == "sync":
+    with Scheduler(Queue(redis.Redis.from_url(url), name), [job], max_sleep=0.05):
+        time.sleep(seconds)
+else:
+    async def main():
+        client = redis.asyncio.Redis.from_url(url)
+        async with AsyncScheduler(aio.Queue(client, name), [job], max_sleep=0.05):
+            await asyncio.sleep(seconds)
+        await client.aclose()
+    asyncio.run(main())
 """
 
 
-def test_two_scheduler_processes_enqueue_each_cron_slot_once(redis_url: str) -> None:
-    """Two processes schedule a cron job that fires every second, with run_once: the catch-up of
-    each would take the slot just run and acked for missed, but for the marker."""
+@pytest.fixture(params=["fake", "real"])
+def shared_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A server two processes can share: fakeredis behind its TCP front end, or a real redis-server."""
+    if request.param == "real":
+        yield request.getfixturevalue("redis_url")
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_two_scheduler_processes_enqueue_each_cron_slot_once(shared_url: str) -> None:
+    """Two processes, one with a thread scheduler and one with an asyncio scheduler, schedule a
+    cron job that fires every second, with run_once: the catch-up of each would take the slot
+    just run and acked for missed, but for the marker."""
     name = unique_name("sched")
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(shared_url)
     q = delayq.Queue(client, name)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     procs = [
-        subprocess.Popen([sys.executable, "-c", SCHEDULER_PROCESS, redis_url, name, "4"], env=env, stderr=subprocess.PIPE)
-        for _ in range(2)
+        subprocess.Popen(
+            [sys.executable, "-c", SCHEDULER_PROCESS, shared_url, name, "4", flavour], env=env, stderr=subprocess.PIPE
+        )
+        for flavour in ("sync", "async")
     ]
     claimed: list[str] = []
     deadline = time.monotonic() + 20

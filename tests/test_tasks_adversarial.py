@@ -415,3 +415,71 @@ def test_a_frozen_clock_keeps_the_order_jobs_were_enqueued_in(env: Env) -> None:
         enqueue(env, step, 20)
         assert [o.kind for o in drain(env, q, tasks)] == ["processed"] * 21
     assert order == list(range(21))
+
+
+def test_bad_input_gets_a_typed_error_or_a_dead_letter_and_nothing_else_changes(env: Env) -> None:
+    """The issue's list: a bad cron expression, a bad time zone and a non-serialisable argument are
+    refused, typed and named, before anything is registered or sent; an unknown task and an
+    envelope that does not decode go to the dead letters with their reason, on their first run
+    (not after their attempts), and the rest of the queue is as it was."""
+    tasks = Tasks()
+
+    @tasks.task
+    def report(day: str) -> None: ...
+
+    q = env.queue(max_attempts=None)
+    bind(env, tasks, q)
+    enqueue(env, report, "monday", id="kept", delay=3600)
+    before = snapshot(env.raw, q)
+    refused: list[tuple[Any, type[Exception], str]] = [
+        (lambda: tasks.periodic("61 9 * * *"), InvalidArgument, "bad cron expression '61 9 * * *': Bad minute"),
+        (lambda: tasks.periodic("0 9 * * *", tz="Europe/Pariss"), InvalidArgument, "unknown time zone 'Europe/Pariss'"),
+        (lambda: enqueue(env, report, object()), InvalidType, "argument 0 of task 'report' cannot be sent as JSON"),
+        (lambda: enqueue(env, report, day=b"monday"), InvalidType, "keyword argument 'day' of task 'report'"),
+    ]
+    for attempt, error, text in refused:
+        with pytest.raises(error) as info:
+            attempt()
+        assert text in str(info.value)
+    assert [t.name for t in tasks] == ["report"] and tasks.periodic_jobs == []
+    assert snapshot(env.raw, q) == before
+    q.enqueue(b'{"task": "send_invoice", "args": []}', id="unknown")
+    q.enqueue(b"\xff not an envelope", id="undecodable")
+    outcomes = {o.id: o for o in drain(env, q, tasks)}
+    assert {i: o.kind for i, o in outcomes.items()} == {"unknown": "dead_lettered", "undecodable": "dead_lettered"}
+    dead = {d.id: (d.attempts, d.error) for d in q.dead_letters()}
+    assert dead == {
+        "unknown": (1, "job 'unknown': unknown task 'send_invoice' (registered: report)"),
+        "undecodable": (
+            1,
+            "job 'undecodable': the payload is not a json task envelope: UnicodeDecodeError: "
+            "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte",
+        ),
+    }
+    for job_id in ("unknown", "undecodable"):
+        assert q.cancel(job_id)
+    assert snapshot(env.raw, q) == before  # the delayed job untouched, nothing else left behind
+
+
+def test_keyword_arguments_go_as_keywords_or_in_kwargs(env: Env) -> None:
+    """``report.enqueue(day="monday")`` raised a bare TypeError (unexpected keyword): keywords are
+    the function's now; kwargs= stays for names enqueue takes itself."""
+    tasks = Tasks()
+    calls: list[tuple[str, float]] = []
+
+    @tasks.task
+    def remind(who: str, *, channel: str = "email", delay: float = 0) -> None:
+        calls.append((f"{who}/{channel}", delay))
+
+    q = env.queue()
+    bind(env, tasks, q)
+    enqueue(env, remind, "ann", channel="sms")
+    enqueue(env, remind, "bob", kwargs={"delay": 5.0}, channel="push")  # the function's own 'delay'
+    before = snapshot(env.raw, q)
+    with pytest.raises(InvalidArgument, match="given twice, as keywords and in kwargs=: 'channel'"):
+        enqueue(env, remind, "cy", kwargs={"channel": "a"}, channel="b")
+    with pytest.raises(InvalidArgument, match="unexpected keyword argument 'chanel'"):
+        enqueue(env, remind, "cy", chanel="sms")  # a typo: refused by the signature, typed
+    assert snapshot(env.raw, q) == before
+    assert [o.kind for o in drain(env, q, tasks)] == ["processed", "processed"]
+    assert calls == [("ann/sms", 0), ("bob/push", 5.0)]

@@ -22,7 +22,7 @@ import delayq.testing
 from delayq import Backoff, InvalidArgument, InvalidType, Job, JobPolicy, QueueStats
 from delayq._cli_base import max_attempts_of
 from delayq.testing import Clock, frozen_clock
-from tests.helpers import Env
+from tests.helpers import Env, unique_name
 from tests.helpers_tasks import drain, real_queue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,9 +42,18 @@ def readme_files(section: str) -> dict[str, str]:
     return files
 
 
-def test_the_readme_testing_example_runs_as_a_test(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["fake", "real"])
+def test_the_readme_testing_example_runs_as_a_test(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    """The two files of the README's "Testing your code", taken from README.md and run by pytest:
+    as written (fakeredis), and with its queue on the real server, as its comment suggests."""
     files = readme_files("Testing your code")
     assert sorted(files) == ["signup.py", "test_signup.py"]
+    if backend == "real":
+        url = request.getfixturevalue("redis_url")
+        written = 'Queue(fakeredis.FakeRedis(), "emails")'
+        assert files["test_signup.py"].count(written) == 1, "the README's queue line changed: update this test"
+        on_server = f"Queue(redis.Redis.from_url({url!r}), {unique_name('readme')!r})"
+        files["test_signup.py"] = "import redis\n" + files["test_signup.py"].replace(written, on_server)
     for name, code in files.items():
         (tmp_path / name).write_text(code, encoding="utf-8")
     result = subprocess.run(

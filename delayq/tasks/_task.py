@@ -63,12 +63,17 @@ def check_task_name(name: object) -> str:
     return name
 
 
-def _keywords(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+def _keywords(kwargs: Mapping[str, Any] | None, named: dict[str, Any]) -> dict[str, Any]:
+    """The function's keyword arguments: given as keywords, or in ``kwargs=`` (for the names that
+    enqueue takes itself: delay, at, id, kwargs, queue)."""
     if kwargs is None:
-        return {}
+        return named
     if not isinstance(kwargs, Mapping):
         raise InvalidType(f"kwargs must be a mapping of keyword arguments, got {kwargs!r:.80}")
-    return dict(kwargs)
+    both = sorted(set(kwargs) & set(named))
+    if both:
+        raise InvalidArgument(f"keyword arguments given twice, as keywords and in kwargs=: {', '.join(map(repr, both))}")
+    return {**kwargs, **named}
 
 
 class Args:
@@ -155,8 +160,9 @@ class Task(Generic[P, R]):
         id: str | None = None,
         kwargs: Mapping[str, Any] | None = None,
         queue: AnyQueue | None = None,
+        **named: Any,
     ) -> str | None:
-        """Enqueue a call of this task: ``send_email.enqueue("a@example.com", "hi", delay=60)``.
+        """Enqueue a call of this task: ``send_email.enqueue("a@example.com", "hi", html=True, delay=60)``.
 
         On an asyncio queue this works from a thread other than the event loop's, such as a plain
         task's thread under ``Tasks.arun`` (the call runs on the loop the registry's asyncio
@@ -167,8 +173,10 @@ class Task(Generic[P, R]):
             delay: As for :meth:`delayq.Queue.enqueue`.
             at: As for :meth:`delayq.Queue.enqueue`.
             id: As for :meth:`delayq.Queue.enqueue` (same id twice: stored once).
-            kwargs: The function's keyword arguments.
+            kwargs: The function's keyword arguments whose names enqueue takes itself (delay, at,
+                id, kwargs, queue); any others may be given as keywords.
             queue: The queue; default the one given to :meth:`Tasks.bind`.
+            **named: The function's keyword arguments.
 
         Returns:
             The job's id, or None if a job with that id exists.
@@ -180,7 +188,7 @@ class Task(Generic[P, R]):
                 nothing is sent.
         """
         target = self.registry._queue_for(queue)
-        payload = self.message(*args, **_keywords(kwargs))
+        payload = self.message(*args, **_keywords(kwargs, named))
         if isinstance(target, Queue):
             return target.enqueue(payload, delay=delay, at=at, id=id)
         return self.registry._from_thread(target, lambda: target.enqueue(payload, delay=delay, at=at, id=id))
@@ -216,6 +224,7 @@ class Task(Generic[P, R]):
         id: str | None = None,
         kwargs: Mapping[str, Any] | None = None,
         queue: AnyQueue | None = None,
+        **named: Any,
     ) -> str | None:
         """:meth:`enqueue` from a coroutine: awaited on an asyncio queue, run on a thread on a
         ``delayq.Queue`` (so an ``async def`` task under a thread worker can enqueue too).
@@ -223,7 +232,7 @@ class Task(Generic[P, R]):
         Returns, Raises: as :meth:`enqueue`.
         """
         target = self.registry._queue_for(queue)
-        payload = self.message(*args, **_keywords(kwargs))
+        payload = self.message(*args, **_keywords(kwargs, named))
         if isinstance(target, aio.Queue):
             return await target.enqueue(payload, delay=delay, at=at, id=id)
         return await asyncio.to_thread(target.enqueue, payload, delay=delay, at=at, id=id)
