@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -194,17 +195,22 @@ def test_run_due_holds_each_task_to_its_lock_ttl_and_timeout(env: Env) -> None:
     async def hangs() -> None:
         await asyncio.sleep(30)
 
+    @tasks.task(timeout=0.2)
+    def dawdles() -> None:
+        time.sleep(0.6)  # a plain function: abandoned on its thread under arun, measured under run
+
     q = env.queue()
     bind(env, tasks, q)
     with frozen_clock(real_queue(env, q)) as clock:
-        for task in (long_lock, short_lock, hangs):
+        for task in (long_lock, short_lock, hangs, dawdles):
             enqueue(env, task, id=task.name)
         outcomes = {o.id: o for o in drain(env, q, tasks)}
     assert outcomes["long_lock"].kind == "processed"
     assert outcomes["short_lock"].kind == "lock_lost"  # its lock expired while it ran: not acked
-    assert outcomes["hangs"].kind == "retried"
-    error = outcomes["hangs"].error or ""
-    assert error.startswith("TimeoutError: ") and error.endswith("ran longer than its timeout of 0.2s")
+    for name in ("hangs", "dawdles"):
+        assert outcomes[name].kind == "retried"
+        error = outcomes[name].error or ""
+        assert error.startswith("TimeoutError: ") and error.endswith("ran longer than its timeout of 0.2s"), error
 
 
 class Fussy:
