@@ -79,7 +79,12 @@ class Side:
         env = {**os.environ, "PYTHONPATH": str(tree)}
         self.tree = tree
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", DRAIN, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True
+            [sys.executable, "-c", DRAIN, url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+            cwd=tree,  # python -c puts the working directory first on sys.path
         )
 
     def drain(self, jobs: int, batch: int) -> dict[str, dict[str, float]]:

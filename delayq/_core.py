@@ -87,7 +87,7 @@ class QueueCore:
         self.tag = tag or self.name
         """The keys' hash tag: the name, or for one shard of a sharded queue, the shard's tag."""
         base = f"{self.prefix}:{{{self.tag}}}" + (f":{marker}" if marker else "")
-        roles = ("due", "lease", "payload", "meta", "dead", "errors", "wake", "waiters", "paused", "periodic")
+        roles = ("due", "lease", "payload", "meta", "dead", "errors", "wake", "waiters", "paused", "periodic", "claims")
         self.keys = {role: f"{base}:{role}" for role in roles}
         self.clock: Callable[[], int] | None = None
         """TEST ONLY: when set, scripts take "now" (ms) from it instead of the server's TIME."""

@@ -39,6 +39,7 @@ ROLE_TYPES = {
     "paused": "hash",
     "workers": "hash",
     "periodic": "hash",
+    "claims": "zset",
 }
 """The last part of a queue's key names, and the Redis type each holds (``workers`` holds the
 heartbeats of live workers, ``periodic`` the periodic jobs' last slots)."""

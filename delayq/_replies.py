@@ -54,12 +54,16 @@ def parse_dequeue(reply: list[Any], ttl_ms: int, token: str, acks: list[Job]) ->
     next_ms = int(reply[1]) if reply[1] not in (b"", "") else None
     expires = now_ms + ttl_ms
     # the hot path of a worker: replies are bytes (check_client refuses decode_responses=True)
-    tokens: dict[int, str] = {}
+    first = f"1:{token}"
     jobs = []
     fields = iter(reply[4:])
-    for job_id, payload, attempts, due_ms in zip(fields, fields, fields, fields, strict=True):
-        tok = tokens.get(attempts) or tokens.setdefault(attempts, f"{attempts}:{token}")
-        jobs.append(Job(job_id.decode(), payload, attempts, tok, expires, int(due_ms)))
+    for job_id, payload, due in zip(fields, fields, fields, strict=True):
+        if b":" in due:  # a redelivery: "<due_ms>:<attempts>"
+            due_ms, _, count = due.partition(b":")
+            attempts = int(count)
+            jobs.append(Job(job_id.decode(), payload, attempts, f"{attempts}:{token}", expires, int(due_ms)))
+        else:
+            jobs.append(Job(job_id.decode(), payload, 1, first, expires, int(due)))
     refused, gone = refusals(reply[2], acks) if reply[2] else ([], [])
     return DequeueResult(now_ms, next_ms, len(acks) - len(refused), int(reply[3]), jobs, refused, [], gone)
 

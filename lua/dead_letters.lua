@@ -1,7 +1,7 @@
 --[[ dead_letters: list dead-lettered jobs, oldest death first.
 KEYS[1] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[2] payload  (hash)
-KEYS[3] meta     (hash)  job id -> "<attempts>:<token>"
+KEYS[3] meta     (hash)  job id -> the claims it used up (a dead job: all its claims)
 KEYS[4] errors   (hash)  job id -> last error text
 ARGV[1] now      (ms)    not read (dead_letters needs no clock): every script takes now in ARGV[1]
 ARGV[2] limit    (count) 1..1000

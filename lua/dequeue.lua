@@ -1,11 +1,18 @@
 --[[ dequeue: optionally ack a finished batch, then claim up to `batch` due jobs.
 Each claimed job gets a lease: its id moves from `due` to `lease`, scored by the
-lock's expiry, and its `meta` becomes "<attempts>:<token>". The lease is the
-job's lock: it is held while `meta` equals the holder's token string and the
-expiry is in the future. A job whose lease expired is moved back to `due` (at
-its expiry time) by the next dequeue, so a dead worker's jobs come back by
-themselves. A job claimed max_attempts times and not acked goes to `dead`
-instead of being delivered again.
+lock's expiry plus a fraction of a millisecond. Every lease of one call has the
+same score S, and the claims registry maps the call's random token to S; no two
+entries of the registry have the same score (register picks S so). The lease is
+the job's lock: a token "<attempts>:<call token>" holds it while the lease has
+not expired and its score is the one registered for the token's call (extend.lua
+registers "<call token>/<job id>" for the job's new score). A stale token fails:
+its call's entry is gone (acked, expired, the queue idle) or has a score that no
+other claim's lease can have. So a claim writes nothing per job but its lease.
+`meta` counts the claims a job used up (an expired lease, a nack): it is written
+only on those rare paths, and a claim reads it only while it exists.
+A job whose lease expired is moved back to `due` (at its expiry time) by the
+next dequeue, so a dead worker's jobs come back by themselves. A job claimed
+max_attempts times and not acked goes to `dead` instead of being delivered again.
 Dead letters never crowd due jobs out of a batch: an expired lease already
 claimed max_attempts times goes straight to `dead` when it is swept (it is not
 moved back to `due`), and the claim reads on past the jobs it dead-letters (ones
@@ -14,25 +21,26 @@ queue with a higher max_attempts) or drops (no payload). So a call returns a
 full batch whenever that many jobs are claimable, except that it passes over at
 most DEAD_CAP = 1000 jobs (sweep and claim together); stopped there with jobs
 due, it reports next_ms <= now_ms, and a long-poll looks again at once.
-`lease` and `meta` always hold SENTINEL (a member/field longer than 64 bytes,
-score +inf) while they exist: it keeps them in Redis's skiplist/hashtable
-encodings, where a 100-job ZADD costs ~0.2 us a member instead of ~1.3 us in a
-listpack; the clean-up that deletes them when only SENTINEL is left runs after
-the claims, so a worker's loop never deletes and rebuilds them. ack/nack/cancel
-delete them the same way.
+`lease` always holds SENTINEL (a member longer than 64 bytes, score +inf) while
+it exists: it keeps it in Redis's skiplist encoding, where a 100-job ZADD costs
+~0.2 us a member instead of ~1.3 us in a listpack; the clean-up that deletes it
+(and the registry) when only SENTINEL is left runs after the claims, so a
+worker's loop never deletes and rebuilds it. ack/nack/cancel delete it the same way.
 KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
 KEYS[3] payload  (hash)  job id -> payload
-KEYS[4] meta     (hash)  claimed job id -> "<attempts>:<token>" of its latest claim
+KEYS[4] meta     (hash)  job id -> the claims it used up (lapsed or nacked), when any
 KEYS[5] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[6] errors   (hash)  job id -> last error text (removed on ack)
 KEYS[7] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 KEYS[8] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
 KEYS[9] paused   (hash)  exists while the queue is paused (pause.lua): acks only, no claims
+KEYS[10] claims  (zset)  the claims registry: call token -> its leases' score, and
+                         "<call token>/<job id>" -> the lease score of a job extended since
 ARGV[1] now          (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[2] batch        (count) 1..1000, jobs to claim at most
 ARGV[3] lock_ttl     (ms)    lease length
-ARGV[4] token        (string) random per call; job i's token string is "<attempts>:<token>"
+ARGV[4] token        (string) 16 hex digits, random per call; job i's token is "<attempts>:<token>"
 ARGV[5] max_attempts (count) 0 = unlimited
 ARGV[6] ack_count    (count) k, jobs to ack (0..1000), checked as ack.lua checks them
                              (SENTINEL is never acked)
@@ -43,21 +51,23 @@ ARGV[8+2k]   back_ms      (ms)    a waiter that claims nothing will call again w
 ARGV[9+2k]   near_ms      (ms)    a waiter watches E anyway when E is this close (it could not
                                   block on `wake` for that short a time, as BLPOP times out late)
 Returns: flat array: now_ms, next_ms, refused, dead_lettered, then for each claimed
-  job id, payload, attempts, due_ms. now_ms/next_ms/due_ms are integer strings,
-  dead_lettered and attempts integers; due_ms is when the job came due (for a
-  redelivered job, when its previous lease expired). refused is a nested array of
+  job id, payload, due: due is due_ms for a first claim, else "<due_ms>:<attempts>".
+  now_ms/next_ms/due_ms are integer strings, dead_lettered an integer; due_ms is when
+  the job came due (for a redelivered job, when its previous lease expired). refused is a nested array of
   integers: the positions (1..k, in ARGV order) of the acks refused because the
   lock was lost, empty when all k were applied; a position is negated when the
-  job has no meta left (gone: acked or cancelled since, as for a caller that
+  job is gone (no payload: acked or cancelled since, as for a caller that
   re-sends an ack whose first reply it lost). next_ms is "" when the batch was filled,
   otherwise the earliest time a job becomes due or a lease expires ("" if none);
   for a waiter that claimed nothing, next_ms is that time only if the waiter is to
   watch for it, and "" when another waiter is back by then (it waits for a token).
   While paused: now_ms, now_ms + 1000 (look again in a second), refused, 0, no jobs; a
   long-poll waiter stays registered in `waiters`, back within the second.
-Cost: O(log N + batch + k + log W), W = waiters: ZRANGEBYSCORE on lease and on due,
-  2 HMGET, then one multi-member ZADD/HSET/ZREM/HDEL per structure; no per-job
-  redis.call; section 5 adds at most 7 redis.call.
+Cost: O(log N + batch + k + log W + log C), W = waiters, C = claims registered: the acks
+  ZMSCORE the leases and the registry, then one ZREM/HDEL per structure; the claim
+  ZRANGEBYSCOREs `due`, HMGETs the payloads (and `meta`, while it exists), one ZADD to
+  `lease` and 3 to 4 calls on the registry; no per-job redis.call (but for an ack
+  refused or of an extended job: one each); section 5 adds at most 7 redis.call.
   Passing over P jobs (P <= DEAD_CAP) adds O(P): the sweep and the claim each read
   further pages only while the batch is short, each page asking for the jobs still
   missing plus all passed over so far, so every further page at least doubles P:
@@ -77,6 +87,7 @@ local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, lease_key, payload_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local dead_key, errors_key, wake_key, waiters_key, paused_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local claims_key = KEYS[10]
 local batch, ttl, token = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local max_attempts, ack_count = tonumber(ARGV[5]), tonumber(ARGV[6])
 local waiter, back_ms = ARGV[7 + 2 * ack_count] or '', tonumber(ARGV[8 + 2 * ack_count] or '0')
@@ -89,6 +100,9 @@ if now == nil then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- lease scores carry a fraction of a millisecond (see dequeue.lua): a lease has expired when
+-- its whole milliseconds are <= now, that is when its score is below `lapsed`
+local lapsed = '(' .. string.format('%d', now + 1)
 -- end of shared fragment
 
 -- shared fragment: wake
@@ -115,46 +129,112 @@ end
 -- end of shared fragment
 
 -- shared fragment: drop_idle
--- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go,
--- and with nothing waiting either, the queue is idle and its wake list goes too
+-- lease keeps dequeue.lua's SENTINEL while it exists; with only it left, it goes, and the
+-- claims registry with it (no claim is left to check); with nothing waiting either, the queue
+-- is idle and its wake list goes too. meta holds no SENTINEL: it vanishes with its last field.
 local function drop_idle()
   if rcall('ZCARD', lease_key) <= 1 then
-    rcall('DEL', lease_key)
+    rcall('DEL', lease_key, claims_key)
     if rcall('ZCARD', due_key) == 0 then rcall('DEL', wake_key) end
   end
-  if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
+end
+-- end of shared fragment
+
+-- shared fragment: register
+-- a lease score for expiry `at` (ms) that no entry of the claims registry has: `at` plus a
+-- fraction of a millisecond from the random `call` token, moved on by 1/2048 ms while taken,
+-- registered as `member`; the entries that expired go first. Returned as the exact string
+local function register(at, call, member)
+  rcall('ZREMRANGEBYSCORE', claims_key, '-inf', lapsed)
+  local score = at + ((tonumber(string.sub(call, 1, 3), 16) or 0) % 2048) / 2048
+  local s = string.format('%.17g', score)
+  while #rcall('ZRANGEBYSCORE', claims_key, s, s, 'LIMIT', 0, 1) > 0 do
+    score = score + 1 / 2048
+    s = string.format('%.17g', score)
+  end
+  rcall('ZADD', claims_key, s, member)
+  return s
 end
 -- end of shared fragment
 
 -- shared fragment: acks
 -- the token check of a batch: `count` (id, token) pairs from ARGV[first]; a pair is applied
--- while its token is the job's latest claim and its lease has not expired (never the
--- SENTINEL's), the lease first and the payload last. Returns how many were applied, and the
--- positions (1..count) of the refused ones, negated when the job has no meta left (gone)
+-- while its lease has not expired and its score is the one the claims registry holds for the
+-- token's call (or for this job of it, once extended), never for the SENTINEL; the lease goes
+-- first and the payload last, and a call's registry entry once none of its leases is left.
+-- Returns how many were applied, and the positions (1..count) of the refused ones, negated
+-- when the job is gone (no payload: acked or cancelled since; the SENTINEL is not)
 local function apply_acks(first, count)
-  local ids, toks = {}, {}
+  local ids, calls, slot, listed, n = {}, {}, {}, {}, 0
+  local prev_tok, prev_call
   for i = 1, count do
     ids[i] = ARGV[first + 2 * i - 2]
-    toks[i] = ARGV[first + 2 * i - 1]
+    local tok = ARGV[first + 2 * i - 1]
+    if tok ~= prev_tok then
+      prev_tok, prev_call = tok, string.sub(tok, -16)
+      if not slot[prev_call] then
+        n = n + 1
+        slot[prev_call], listed[n] = n, prev_call
+      end
+    end
+    calls[i] = prev_call
   end
-  local cur = rcall('HMGET', meta_key, unpack(ids))
   local exp = rcall('ZMSCORE', lease_key, unpack(ids))
-  local ok, acked, refused = {}, 0, {}
+  local reg = rcall('ZMSCORE', claims_key, unpack(listed))
+  -- a call's registered score, if its leases have not expired: the common case is one call,
+  -- so this is worked out once a call, and a job's check is one string comparison
+  local live = {}
+  for k = 1, n do
+    if reg[k] and math.floor(tonumber(reg[k])) > now then live[k] = reg[k] end
+  end
+  local ok, acked, bad, extended, settled = {}, 0, {}, {}, {}
   for i = 1, count do
-    if cur[i] == toks[i] and exp[i] and tonumber(exp[i]) > now and ids[i] ~= SENTINEL then
+    local e, k = exp[i], slot[calls[i]]
+    local held = false
+    if e and e == live[k] and ids[i] ~= SENTINEL then
+      held = true
+      settled[k] = true
+    elseif e and ids[i] ~= SENTINEL and math.floor(tonumber(e)) > now then
+      if live[k] and tonumber(live[k]) == tonumber(e) then
+        held = true
+        settled[k] = true
+      else  -- the rare path: extended since the claim, or not held
+        local x = calls[i] .. '/' .. ids[i]
+        local s = rcall('ZSCORE', claims_key, x)
+        if s and tonumber(s) == tonumber(e) then
+          held = true
+          extended[#extended + 1] = x
+        end
+      end
+    end
+    if held then
       acked = acked + 1
       ok[acked] = ids[i]
-    elseif cur[i] then
-      refused[#refused + 1] = i  -- the rare path: a lock lost
     else
-      refused[#refused + 1] = -i
+      bad[#bad + 1] = i
+    end
+  end
+  local refused = {}
+  if #bad > 0 then
+    local asked = {}
+    for k = 1, #bad do asked[k] = ids[bad[k]] end
+    local payloads = rcall('HMGET', payload_key, unpack(asked))
+    for k = 1, #bad do
+      if payloads[k] or asked[k] == SENTINEL then refused[k] = bad[k] else refused[k] = -bad[k] end
     end
   end
   if acked > 0 then
     rcall('ZREM', lease_key, unpack(ok))
-    rcall('HDEL', meta_key, unpack(ok))
+    if rcall('EXISTS', meta_key) == 1 then rcall('HDEL', meta_key, unpack(ok)) end
     if rcall('EXISTS', errors_key) == 1 then rcall('HDEL', errors_key, unpack(ok)) end
     rcall('HDEL', payload_key, unpack(ok))
+    if #extended > 0 then rcall('ZREM', claims_key, unpack(extended)) end
+    for k = 1, n do
+      local r = live[k]
+      if settled[k] and #rcall('ZRANGEBYSCORE', lease_key, r, r, 'LIMIT', 0, 1) == 0 then
+        rcall('ZREM', claims_key, listed[k])
+      end
+    end
   end
   return acked, refused
 end
@@ -184,23 +264,23 @@ if rcall('EXISTS', paused_key) == 1 then
   return {now_s, string.format('%d', now + 1000), refused, 0}
 end
 
--- 2. the sweep: expired leases are due again, at the time their lock expired (meta keeps
--- the attempts; its stale token no longer matters, as the lease is gone), except those
+-- 2. the sweep: expired leases are due again, at the time their lock expired (meta counts
+-- the lapsed claim; its registry entry no longer matters, as the lease is gone), except those
 -- claimed max_attempts times, which go straight to `dead` and so never take a place in
 -- the claim. At most `batch` go back to `due`; further pages only past dead-lettered ones
 -- (see Cost), `passed` counting the jobs this call passes over, DEAD_CAP at most.
 local DEAD_CAP = 1000
 local passed, dead_lettered = 0, 0
 do
-  local back, gone, dead_args = {}, {}, {}
+  local back, gone, dead_args, counts = {}, {}, {}, {}
   local moved, g, d = 0, 0, 0
   local offset, want = 0, batch
   while true do
-    local page = rcall('ZRANGEBYSCORE', lease_key, '-inf', now_s, 'WITHSCORES', 'LIMIT', offset, want)
+    local page = rcall('ZRANGEBYSCORE', lease_key, '-inf', lapsed, 'WITHSCORES', 'LIMIT', offset, want)
     local m = #page / 2
     if m == 0 then break end
     local metas = {}
-    if max_attempts > 0 then
+    if rcall('EXISTS', meta_key) == 1 then
       local ids = {}
       for i = 1, m do ids[i] = page[2 * i - 1] end
       metas = rcall('HMGET', meta_key, unpack(ids))
@@ -208,8 +288,9 @@ do
     local stop = false
     for i = 1, m do
       if moved == batch then stop = true; break end
-      local id, a = page[2 * i - 1], 0
-      if metas[i] then a = tonumber(string.match(metas[i], '^%d+')) end
+      -- the lapsed claim counts: a = the claims made so far, this one included
+      local id, a = page[2 * i - 1], 1
+      if metas[i] then a = tonumber(string.match(metas[i], '^%d+')) + 1 end
       if max_attempts > 0 and a >= max_attempts then
         if passed == DEAD_CAP then stop = true; break end
         passed = passed + 1
@@ -218,36 +299,40 @@ do
         d = d + 2
       else
         moved = moved + 1
-        back[2 * moved - 1] = page[2 * i]
+        back[2 * moved - 1] = string.format('%d', math.floor(tonumber(page[2 * i])))
         back[2 * moved] = id
       end
       g = g + 1
       gone[g] = id
+      counts[2 * g - 1] = id
+      counts[2 * g] = a
     end
     if stop or moved == batch or m < want then break end
     offset = offset + m
     want = batch - moved + passed
   end
-  -- `dead` and `due` are written before the jobs leave `lease`
+  -- meta, `dead` and `due` are written before the jobs leave `lease`
+  if g > 0 then rcall('HSET', meta_key, unpack(counts)) end
   if d > 0 then rcall('ZADD', dead_key, unpack(dead_args)) end
   if moved > 0 then rcall('ZADD', due_key, unpack(back)) end
-  if g > 0 then rcall('ZREM', lease_key, unpack(gone)) end
+  -- the swept leases are the lowest-scored of `lease`: removed by rank, not by name
+  if g > 0 then rcall('ZREMRANGEBYRANK', lease_key, 0, g - 1) end
   dead_lettered = d / 2
 end
 
 -- 3. claim, in pages as the sweep (see Cost): jobs over max_attempts (or without a payload)
 -- are passed over, not counted in the batch. Plain counters, not #t + 1 (a length is
--- O(log n) in Lua 5.1), and one random token per call: a (job id, token) pair is still
--- unique per claim.
+-- O(log n) in Lua 5.1). Nothing is written per job but its lease: every lease of this call
+-- has the same score, the expiry plus a fraction of a millisecond that no other entry of the
+-- claims registry has, registered under the call's token (see the header).
 local reply = {now_s, '', refused, 0}
 local r = 4
 local claimed = 0
 do
   local ids, n = {}, 0  -- what leaves `due`: claimed, dead-lettered or dropped
-  local expiry = string.format('%d', now + ttl)
-  local lease_args, meta_args, dead_args = {'+inf', SENTINEL}, {SENTINEL, ''}, {}
-  local first_claim = '1:' .. token  -- the meta of most claims: built once, not once a job
+  local lease_args, dead_args = {'+inf', SENTINEL}, {}
   local l, d = 2, 0
+  local counted = rcall('EXISTS', meta_key) == 1
   local offset, want = 0, batch
   while true do
     local due = rcall('ZRANGEBYSCORE', due_key, '-inf', now_s, 'WITHSCORES', 'LIMIT', offset, want)
@@ -256,7 +341,8 @@ do
     local page = {}
     for i = 1, m do page[i] = due[2 * i - 1] end
     local payloads = rcall('HMGET', payload_key, unpack(page))
-    local metas = rcall('HMGET', meta_key, unpack(page))
+    local metas = {}
+    if counted then metas = rcall('HMGET', meta_key, unpack(page)) end
     local stop = false
     for i = 1, m do
       if claimed == batch then stop = true; break end
@@ -275,16 +361,13 @@ do
       else
         a = a + 1
         claimed = claimed + 1
-        lease_args[l + 1] = expiry
         lease_args[l + 2] = id
-        meta_args[l + 1] = id
-        if a == 1 then meta_args[l + 2] = first_claim else meta_args[l + 2] = a .. ':' .. token end
         l = l + 2
         reply[r + 1] = id
         reply[r + 2] = payloads[i]
-        reply[r + 3] = a
-        reply[r + 4] = due[2 * i]
-        r = r + 4
+        -- three values a job, not four: most claims are first claims
+        if a == 1 then reply[r + 3] = due[2 * i] else reply[r + 3] = due[2 * i] .. ':' .. a end
+        r = r + 3
       end
       n = n + 1
       ids[n] = id
@@ -293,13 +376,16 @@ do
     offset = offset + m
     want = batch - claimed + passed
   end
-  -- lease, meta and dead are written before the jobs leave `due`
+  -- the registry and the leases are written before the jobs leave `due`
   if claimed > 0 then
+    local score = register(now + ttl, token, token)
+    for k = 3, l, 2 do lease_args[k] = score end
     rcall('ZADD', lease_key, unpack(lease_args))
-    rcall('HSET', meta_key, unpack(meta_args))
   end
   if d > 0 then rcall('ZADD', dead_key, unpack(dead_args)) end
-  if n > 0 then rcall('ZREM', due_key, unpack(ids)) end
+  -- what leaves `due` is its head, ranks 0 to n - 1 (the pages read it in order from the
+  -- start): removed by rank, which costs no argument per job
+  if n > 0 then rcall('ZREMRANGEBYRANK', due_key, 0, n - 1) end
   reply[4] = dead_lettered + d / 2
 end
 
@@ -318,7 +404,7 @@ if waits or claimed < batch or back ~= nil then
   if #first > 0 then next_ms = tonumber(first[2]) end
   local lease = rcall('ZRANGE', lease_key, 0, 0, 'WITHSCORES')
   if #lease > 0 and lease[1] ~= SENTINEL and (next_ms == nil or tonumber(lease[2]) < next_ms) then
-    next_ms = tonumber(lease[2])
+    next_ms = math.floor(tonumber(lease[2]))
   end
 end
 if waits then

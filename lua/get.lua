@@ -3,7 +3,7 @@ A job whose lock expired is "ready" (due again since the lock expired), as stats
 KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
 KEYS[3] payload  (hash)  job id -> payload
-KEYS[4] meta     (hash)  job id -> "<attempts>:<token>"
+KEYS[4] meta     (hash)  job id -> the claims it used up (lapsed or nacked), when any
 KEYS[5] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[6] errors   (hash)  job id -> last error text
 ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
@@ -31,19 +31,23 @@ if now == nil then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- lease scores carry a fraction of a millisecond (see dequeue.lua): a lease has expired when
+-- its whole milliseconds are <= now, that is when its score is below `lapsed`
+local lapsed = '(' .. string.format('%d', now + 1)
 -- end of shared fragment
 
 local payload = rcall('HGET', payload_key, id)
 if not payload then return {} end
 local state, at
+local held = 0  -- a job in `lease` is in its claim (or its lapsed claim), which meta does not count yet
 local score = rcall('ZSCORE', dead_key, id)
 if score then
   state, at = 'dead', score
 else
   score = rcall('ZSCORE', lease_key, id)
   if score then
-    if tonumber(score) > now then state = 'in_flight' else state = 'ready' end
-    at = score
+    if math.floor(tonumber(score)) > now then state = 'in_flight' else state = 'ready' end
+    at, held = score, 1
   else
     score = rcall('ZSCORE', due_key, id)
     -- a payload with no score anywhere is unscheduled (see enqueue.lua's write order): not a job
@@ -53,8 +57,8 @@ else
   end
 end
 local meta = rcall('HGET', meta_key, id)
-local attempts = meta and tonumber(string.match(meta, '^%d+')) or 0
+local attempts = (meta and tonumber(string.match(meta, '^%d+')) or 0) + held
 local size = #payload
 if preview ~= '' and size > tonumber(preview) then payload = string.sub(payload, 1, tonumber(preview)) end
-return {state, string.format('%d', tonumber(at)), attempts, payload, rcall('HGET', errors_key, id) or '',
+return {state, string.format('%d', math.floor(tonumber(at))), attempts, payload, rcall('HGET', errors_key, id) or '',
   now_s, size}

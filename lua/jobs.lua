@@ -5,7 +5,7 @@ due time; in_flight: by lock expiry; dead: by time of death.
 KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms (and dequeue.lua's SENTINEL at +inf)
 KEYS[3] payload  (hash)  job id -> payload
-KEYS[4] meta     (hash)  job id -> "<attempts>:<token>"
+KEYS[4] meta     (hash)  job id -> the claims it used up (lapsed or nacked), when any
 KEYS[5] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[6] errors   (hash)  job id -> last error text
 ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
@@ -31,6 +31,9 @@ if now == nil then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- lease scores carry a fraction of a millisecond (see dequeue.lua): a lease has expired when
+-- its whole milliseconds are <= now, that is when its score is below `lapsed`
+local lapsed = '(' .. string.format('%d', now + 1)
 -- end of shared fragment
 
 -- the page as (key, first rank, last rank) slices of the sorted sets
@@ -44,7 +47,7 @@ local function page(key, base, size)
   slice(key, base + skip, math.min(limit, size - skip))
 end
 if state == 'ready' then
-  local expired = rcall('ZCOUNT', lease_key, '-inf', now_s)
+  local expired = rcall('ZCOUNT', lease_key, '-inf', lapsed)
   local due = rcall('ZCOUNT', due_key, '-inf', now_s)
   total = expired + due
   local skip = math.min(offset, expired)
@@ -57,9 +60,9 @@ elseif state == 'delayed' then
   total = rcall('ZCARD', due_key) - due
   page(due_key, due, total)
 elseif state == 'in_flight' then
-  local expired = rcall('ZCOUNT', lease_key, '-inf', now_s)
+  local expired = rcall('ZCOUNT', lease_key, '-inf', lapsed)
   -- '(+inf' leaves out the SENTINEL, which sits last at +inf
-  total = rcall('ZCOUNT', lease_key, '(' .. now_s, '(+inf')
+  total = rcall('ZCOUNT', lease_key, string.sub(lapsed, 2), '(+inf')
   page(lease_key, expired, total)
 elseif state == 'dead' then
   total = rcall('ZCARD', dead_key)
@@ -68,12 +71,14 @@ else
   return redis.error_reply('ERR delayq: unknown state')
 end
 
-local ids, ats = {}, {}
+-- a job in `lease` is in its claim (or its lapsed claim), which meta does not count yet
+local ids, ats, held = {}, {}, {}
 for s = 1, #slices do
   local got = rcall('ZRANGE', slices[s][1], slices[s][2], slices[s][3], 'WITHSCORES')
   for i = 1, #got, 2 do
     ids[#ids + 1] = got[i]
     ats[#ats + 1] = got[i + 1]
+    held[#held + 1] = slices[s][1] == lease_key and 1 or 0
   end
 end
 local reply = {now_s, total}
@@ -84,8 +89,8 @@ if #ids > 0 then
   for k = 1, #ids do
     local p = payloads[k] or ''
     reply[#reply + 1] = ids[k]
-    reply[#reply + 1] = string.format('%d', tonumber(ats[k]))
-    reply[#reply + 1] = metas[k] and tonumber(string.match(metas[k], '^%d+')) or 0
+    reply[#reply + 1] = string.format('%d', math.floor(tonumber(ats[k])))
+    reply[#reply + 1] = (metas[k] and tonumber(string.match(metas[k], '^%d+')) or 0) + held[k]
     reply[#reply + 1] = string.sub(p, 1, preview)
     reply[#reply + 1] = #p
     reply[#reply + 1] = errs[k] or ''

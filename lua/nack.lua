@@ -3,11 +3,12 @@ With max_attempts > 0 and the job already claimed that many times, it goes to
 the dead letters instead. An error text, when given, is kept for dead_letters().
 KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
-KEYS[3] meta     (hash)  job id -> "<attempts>:<token>" of its latest claim
+KEYS[3] meta     (hash)  job id -> the claims it used up (lapsed or nacked), when any
 KEYS[4] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[5] errors   (hash)  job id -> last error text
 KEYS[6] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 KEYS[7] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
+KEYS[8] claims   (zset)  the claims registry (see dequeue.lua)
 ARGV[1] now          (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[2] id
 ARGV[3] token        (string) "<attempts>:<token>" as dequeue gave it
@@ -16,13 +17,13 @@ ARGV[5] max_attempts (count) 0 = unlimited
 ARGV[6] error        (string) "" = keep the previous error text
 Returns: integer: 0 = lock not held (nothing changed; always for dequeue.lua's reserved
   SENTINEL, whatever the token), 1 = due again, 2 = dead-lettered.
-Cost: O(log N); at most 15 redis.call. Wakes one blocked consumer when the job becomes the earliest
+Cost: O(log N + log C), C = claims registered; at most 17 redis.call. Wakes one blocked consumer when the job becomes the earliest
   due and is due before every long-poll waiter will be back (see dequeue.lua).
 ]]
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local due_key, lease_key, meta_key, dead_key, errors_key, wake_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local waiters_key = KEYS[7]
+local waiters_key, claims_key = KEYS[7], KEYS[8]
 local id, tok, delay, max_attempts, err = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 
 -- shared fragment: clock
@@ -32,6 +33,9 @@ if now == nil then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- lease scores carry a fraction of a millisecond (see dequeue.lua): a lease has expired when
+-- its whole milliseconds are <= now, that is when its score is below `lapsed`
+local lapsed = '(' .. string.format('%d', now + 1)
 -- end of shared fragment
 
 -- shared fragment: wake
@@ -58,33 +62,41 @@ end
 -- end of shared fragment
 
 -- shared fragment: drop_idle
--- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go,
--- and with nothing waiting either, the queue is idle and its wake list goes too
+-- lease keeps dequeue.lua's SENTINEL while it exists; with only it left, it goes, and the
+-- claims registry with it (no claim is left to check); with nothing waiting either, the queue
+-- is idle and its wake list goes too. meta holds no SENTINEL: it vanishes with its last field.
 local function drop_idle()
   if rcall('ZCARD', lease_key) <= 1 then
-    rcall('DEL', lease_key)
+    rcall('DEL', lease_key, claims_key)
     if rcall('ZCARD', due_key) == 0 then rcall('DEL', wake_key) end
   end
-  if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
 end
 -- end of shared fragment
 
 -- shared fragment: holds
--- the token check: true while `tok` is the job's latest claim and its lease has not expired;
--- never for the SENTINEL, whatever the token
+-- the token check: true while the lease has not expired and its score is the one the
+-- claims registry holds for the token's call ("<attempts>:<16 hex digits>", the call's part
+-- last), or for this job of that call once extended; never for the SENTINEL
 local function holds(id, tok)
   if id == SENTINEL then return false end
   local exp = rcall('ZSCORE', lease_key, id)
-  if not exp or tonumber(exp) <= now then return false end
-  return rcall('HGET', meta_key, id) == tok
+  if not exp or math.floor(tonumber(exp)) <= now then return false end
+  local call = string.sub(tok, -16)
+  local reg = rcall('ZMSCORE', claims_key, call, call .. '/' .. id)
+  for k = 1, 2 do
+    if reg[k] and tonumber(reg[k]) == tonumber(exp) then return true end
+  end
+  return false
 end
 -- end of shared fragment
 
 if not holds(id, tok) then return 0 end
 if err ~= '' then rcall('HSET', errors_key, id, err) end
 local result
--- meta keeps "<attempts>:<token>": the attempts count survives; the token dies with the lease
-local a = tonumber(string.match(tok, '^%d+'))
+-- this claim is used up: meta counts it (a claim counts the claims before it from meta)
+local a = tonumber(rcall('HGET', meta_key, id) or '0') + 1
+rcall('HSET', meta_key, id, a)
+rcall('ZREM', claims_key, string.sub(tok, -16) .. '/' .. id)
 if max_attempts > 0 and a >= max_attempts then
   rcall('ZADD', dead_key, now_s, id)
   result = 2

@@ -4,7 +4,7 @@ since their lock expired); jobs held by a live lock and dead jobs are not shown.
 KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
 KEYS[3] payload  (hash)
-KEYS[4] meta     (hash)  job id -> "<attempts>:<token>"
+KEYS[4] meta     (hash)  job id -> the claims it used up (lapsed or nacked), when any
 ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[2] limit    (count) 1..1000
 Returns: flat array of id, payload, attempts (integer), due_ms (integer string)
@@ -23,10 +23,13 @@ if now == nil then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- lease scores carry a fraction of a millisecond (see dequeue.lua): a lease has expired when
+-- its whole milliseconds are <= now, that is when its score is below `lapsed`
+local lapsed = '(' .. string.format('%d', now + 1)
 -- end of shared fragment
 
 local d = rcall('ZRANGE', due_key, 0, limit - 1, 'WITHSCORES')
-local l = rcall('ZRANGEBYSCORE', lease_key, '-inf', now_s, 'WITHSCORES', 'LIMIT', 0, limit)
+local l = rcall('ZRANGEBYSCORE', lease_key, '-inf', lapsed, 'WITHSCORES', 'LIMIT', 0, limit)
 -- byte order, as a sorted set compares members: Lua's < on strings follows the server's locale
 local function before(a, b)
   for k = 1, math.min(#a, #b) do
@@ -35,19 +38,37 @@ local function before(a, b)
   end
   return #a < #b
 end
+-- lease scores carry a fraction of a millisecond (see dequeue.lua): both lists go by whole ms
+local function whole(list)
+  for k = 2, #list, 2 do list[k] = math.floor(tonumber(list[k])) end
+end
+whole(d)
+whole(l)
+-- the expired leases in (ms, id) order, as a sorted set of whole-ms scores would list them
+local pairs_l = {}
+for k = 1, #l, 2 do pairs_l[#pairs_l + 1] = {l[k], l[k + 1]} end
+table.sort(pairs_l, function(x, y)
+  if x[2] ~= y[2] then return x[2] < y[2] end
+  return before(x[1], y[1])
+end)
+l = {}
+for k = 1, #pairs_l do
+  l[2 * k - 1] = pairs_l[k][1]
+  l[2 * k] = pairs_l[k][2]
+end
 -- merge the two lists, each sorted by (score, id), into one sorted the same way
-local ids, scores = {}, {}
+local ids, scores, held = {}, {}, {}
 local i, j = 1, 1
 while #ids < limit and (i <= #d or j <= #l) do
   local take_d = j > #l
   if not take_d and i <= #d then
-    local ds, ls = tonumber(d[i + 1]), tonumber(l[j + 1])
+    local ds, ls = d[i + 1], l[j + 1]
     take_d = ds < ls or (ds == ls and before(d[i], l[j]))
   end
   if take_d then
-    ids[#ids + 1] = d[i]; scores[#scores + 1] = d[i + 1]; i = i + 2
+    ids[#ids + 1] = d[i]; scores[#scores + 1] = d[i + 1]; held[#held + 1] = 0; i = i + 2
   else
-    ids[#ids + 1] = l[j]; scores[#scores + 1] = l[j + 1]; j = j + 2
+    ids[#ids + 1] = l[j]; scores[#scores + 1] = l[j + 1]; held[#held + 1] = 1; j = j + 2
   end
 end
 local reply = {}
@@ -58,8 +79,9 @@ if #ids > 0 then
     if payloads[k] then
       reply[#reply + 1] = ids[k]
       reply[#reply + 1] = payloads[k]
-      reply[#reply + 1] = metas[k] and tonumber(string.match(metas[k], '^%d+')) or 0
-      reply[#reply + 1] = string.format('%d', tonumber(scores[k]))
+      -- a lapsed lease's claim is not counted in meta yet
+      reply[#reply + 1] = (metas[k] and tonumber(string.match(metas[k], '^%d+')) or 0) + held[k]
+      reply[#reply + 1] = string.format('%d', scores[k])
     end
   end
 end

@@ -1,7 +1,7 @@
 --[[ redrive: put dead-lettered jobs back, due now, attempts and error reset.
 KEYS[1] dead     (zset)  dead-lettered job id -> time it died ms
 KEYS[2] due      (zset)  job id -> due time ms
-KEYS[3] meta     (hash)  job id -> "<attempts>:<token>" (deleted: attempts reset)
+KEYS[3] meta     (hash)  job id -> the claims it used up (deleted: attempts reset)
 KEYS[4] errors   (hash)
 KEYS[5] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
@@ -23,6 +23,9 @@ if now == nil then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- lease scores carry a fraction of a millisecond (see dequeue.lua): a lease has expired when
+-- its whole milliseconds are <= now, that is when its score is below `lapsed`
+local lapsed = '(' .. string.format('%d', now + 1)
 -- end of shared fragment
 
 -- shared fragment: wake

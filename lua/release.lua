@@ -1,23 +1,23 @@
 --[[ release: give a claimed job back unfinished, due now, as if this claim had not happened.
 For a job its holder did not run to the end for its own reasons (a worker shutting
-down): unlike nack, the attempt this claim counted is undone, so the job never goes
+down): unlike nack, the attempt this claim counted is not used up, so the job never goes
 to the dead letters by it and its next claim has the same `attempts` as this one.
 The error text kept by an earlier nack, if any, stays.
 KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
-KEYS[3] meta     (hash)  job id -> "<attempts>:<token>" of its latest claim
+KEYS[3] claims   (zset)  the claims registry (see dequeue.lua)
 KEYS[4] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 KEYS[5] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
 ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[2] id
 ARGV[3] token    (string) "<attempts>:<token>" as dequeue gave it
 Returns: integer: 0 = lock not held (nothing changed), 1 = due again now.
-Cost: O(log N); at most 14 redis.call. Wakes one blocked consumer when the job becomes the earliest
+Cost: O(log N + log C), C = claims registered; at most 14 redis.call. Wakes one blocked consumer when the job becomes the earliest
   due and is due before every long-poll waiter will be back (see dequeue.lua).
 ]]
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
-local due_key, lease_key, meta_key, wake_key, waiters_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local due_key, lease_key, claims_key, wake_key, waiters_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, tok = ARGV[2], ARGV[3]
 
 -- shared fragment: clock
@@ -27,6 +27,9 @@ if now == nil then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- lease scores carry a fraction of a millisecond (see dequeue.lua): a lease has expired when
+-- its whole milliseconds are <= now, that is when its score is below `lapsed`
+local lapsed = '(' .. string.format('%d', now + 1)
 -- end of shared fragment
 
 -- shared fragment: wake
@@ -53,38 +56,38 @@ end
 -- end of shared fragment
 
 -- shared fragment: drop_idle
--- lease and meta keep dequeue.lua's SENTINEL while they exist; with only it left, they go,
--- and with nothing waiting either, the queue is idle and its wake list goes too
+-- lease keeps dequeue.lua's SENTINEL while it exists; with only it left, it goes, and the
+-- claims registry with it (no claim is left to check); with nothing waiting either, the queue
+-- is idle and its wake list goes too. meta holds no SENTINEL: it vanishes with its last field.
 local function drop_idle()
   if rcall('ZCARD', lease_key) <= 1 then
-    rcall('DEL', lease_key)
+    rcall('DEL', lease_key, claims_key)
     if rcall('ZCARD', due_key) == 0 then rcall('DEL', wake_key) end
   end
-  if rcall('HLEN', meta_key) == 1 then rcall('DEL', meta_key) end
 end
 -- end of shared fragment
 
 -- shared fragment: holds
--- the token check: true while `tok` is the job's latest claim and its lease has not expired;
--- never for the SENTINEL, whatever the token
+-- the token check: true while the lease has not expired and its score is the one the
+-- claims registry holds for the token's call ("<attempts>:<16 hex digits>", the call's part
+-- last), or for this job of that call once extended; never for the SENTINEL
 local function holds(id, tok)
   if id == SENTINEL then return false end
   local exp = rcall('ZSCORE', lease_key, id)
-  if not exp or tonumber(exp) <= now then return false end
-  return rcall('HGET', meta_key, id) == tok
+  if not exp or math.floor(tonumber(exp)) <= now then return false end
+  local call = string.sub(tok, -16)
+  local reg = rcall('ZMSCORE', claims_key, call, call .. '/' .. id)
+  for k = 1, 2 do
+    if reg[k] and tonumber(reg[k]) == tonumber(exp) then return true end
+  end
+  return false
 end
 -- end of shared fragment
 
 if not holds(id, tok) then return 0 end
--- attempts are counted at claim time: this claim's count goes back to the one before it.
--- A job never claimed has no meta; otherwise the token part is left empty, which no
--- claim's token string ("<attempts>:<hex>") can equal.
-local a = tonumber(string.match(tok, '^%d+'))
-if a > 1 then
-  rcall('HSET', meta_key, id, string.format('%d:', a - 1))
-else
-  rcall('HDEL', meta_key, id)
-end
+-- meta counts the claims used up, and this one is not: it is left as it is, so the next claim
+-- has the same attempts as this one
+rcall('ZREM', claims_key, string.sub(tok, -16) .. '/' .. id)
 local head = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
 rcall('ZADD', due_key, now_s, id)
 if #head == 0 or tonumber(head[2]) > now then wake_before(now) end

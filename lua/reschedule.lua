@@ -4,18 +4,19 @@ KEYS[1] due      (zset)  job id -> due time ms
 KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
 KEYS[3] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 KEYS[4] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
+KEYS[5] meta     (hash)  job id -> the claims it used up (lapsed or nacked): a lapsed lease counts
 ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[2] id
 ARGV[3] mode     "rel": ARGV[4] is a delay from the server's now; "abs": an absolute time
 ARGV[4] when     (ms)    integer
 Returns: integer, 1 if rescheduled, 0 if the job is not waiting (absent, in flight or dead,
   or dequeue.lua's reserved SENTINEL, which never moves).
-Cost: O(log N); at most 9 redis.call. Wakes one blocked consumer when the job becomes the earliest
+Cost: O(log N); at most 11 redis.call. Wakes one blocked consumer when the job becomes the earliest
   due and is due before every long-poll waiter will be back (see dequeue.lua).
 ]]
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
-local due_key, lease_key, wake_key, waiters_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local due_key, lease_key, wake_key, waiters_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, mode, when = ARGV[2], ARGV[3], tonumber(ARGV[4])
 if id == SENTINEL then return 0 end
 
@@ -26,6 +27,9 @@ if now == nil then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- lease scores carry a fraction of a millisecond (see dequeue.lua): a lease has expired when
+-- its whole milliseconds are <= now, that is when its score is below `lapsed`
+local lapsed = '(' .. string.format('%d', now + 1)
 -- end of shared fragment
 
 -- shared fragment: wake
@@ -67,7 +71,8 @@ if rcall('ZSCORE', due_key, id) then
   return 1
 end
 local exp = rcall('ZSCORE', lease_key, id)
-if exp and tonumber(exp) <= now then
+if exp and math.floor(tonumber(exp)) <= now then
+  rcall('HSET', meta_key, id, tonumber(rcall('HGET', meta_key, id) or '0') + 1)
   rcall('ZADD', due_key, score_s, id)
   rcall('ZREM', lease_key, id)
   wake_if_earliest()

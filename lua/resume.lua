@@ -20,6 +20,9 @@ if now == nil then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- lease scores carry a fraction of a millisecond (see dequeue.lua): a lease has expired when
+-- its whole milliseconds are <= now, that is when its score is below `lapsed`
+local lapsed = '(' .. string.format('%d', now + 1)
 -- end of shared fragment
 
 -- shared fragment: wake
@@ -31,7 +34,7 @@ end
 -- end of shared fragment
 
 if #rcall('ZRANGEBYSCORE', due_key, '-inf', now_s, 'LIMIT', 0, 1) > 0
-    or #rcall('ZRANGEBYSCORE', lease_key, '-inf', now_s, 'LIMIT', 0, 1) > 0 then
+    or #rcall('ZRANGEBYSCORE', lease_key, '-inf', lapsed, 'LIMIT', 0, 1) > 0 then
   wake()
 end
 return 1

@@ -45,6 +45,9 @@ if now == nil then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- lease scores carry a fraction of a millisecond (see dequeue.lua): a lease has expired when
+-- its whole milliseconds are <= now, that is when its score is below `lapsed`
+local lapsed = '(' .. string.format('%d', now + 1)
 -- end of shared fragment
 
 -- shared fragment: wake

@@ -19,9 +19,12 @@ if now == nil then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local now_s = string.format('%d', now)
+-- lease scores carry a fraction of a millisecond (see dequeue.lua): a lease has expired when
+-- its whole milliseconds are <= now, that is when its score is below `lapsed`
+local lapsed = '(' .. string.format('%d', now + 1)
 -- end of shared fragment
 local after = '(' .. now_s
-local ready = rcall('ZCOUNT', due_key, '-inf', now_s) + rcall('ZCOUNT', lease_key, '-inf', now_s)
+local ready = rcall('ZCOUNT', due_key, '-inf', now_s) + rcall('ZCOUNT', lease_key, '-inf', lapsed)
 -- the oldest ready job heads `due` or (its lock expired) `lease`; a head above now is not ready
 local oldest = now
 local head = rcall('ZRANGE', due_key, 0, 0, 'WITHSCORES')
@@ -29,5 +32,5 @@ if #head > 0 then oldest = math.min(oldest, tonumber(head[2])) end
 head = rcall('ZRANGE', lease_key, 0, 0, 'WITHSCORES')
 if #head > 0 then oldest = math.min(oldest, tonumber(head[2])) end
 -- '(+inf' leaves out dequeue.lua's SENTINEL, which sits in `lease` at +inf
-return {ready, rcall('ZCOUNT', due_key, after, '+inf'), rcall('ZCOUNT', lease_key, after, '(+inf'), rcall('ZCARD', dead_key),
-  now - oldest, rcall('EXISTS', paused_key)}
+return {ready, rcall('ZCOUNT', due_key, after, '+inf'), rcall('ZCOUNT', lease_key, string.sub(lapsed, 2), '(+inf'), rcall('ZCARD', dead_key),
+  now - math.floor(oldest), rcall('EXISTS', paused_key)}

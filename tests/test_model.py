@@ -474,7 +474,9 @@ class QueueModel(RuleBasedStateMachine):
     def keys_agree(self) -> None:
         """The raw keys: each job in exactly one state, with its payload, attempts, error and score as
         the model has them; nothing stored for an id the model lacks; the reserved member as dequeue
-        keeps it (in `lease` at +inf, in `meta` with an empty token) whenever those keys exist."""
+        keeps it (in `lease` at +inf) whenever that key exists; `meta` counting the claims a job used
+        up (all but a leased job's current one), and a leased job's token held by its lease score
+        being the one the claims registry holds for the token's call (see lua/dequeue.lua)."""
         pipe = self.client.pipeline(transaction=False)
         for core in self.cores:
             k = core.keys
@@ -484,16 +486,17 @@ class QueueModel(RuleBasedStateMachine):
             pipe.hgetall(k["payload"])
             pipe.hgetall(k["meta"])
             pipe.hgetall(k["errors"])
+            pipe.zrange(k["claims"], 0, -1, withscores=True)
         replies = pipe.execute()
         sentinel = SENTINEL.encode()
         for shard in range(len(self.cores)):
-            due, lease, dead, payloads, meta, errors = replies[6 * shard : 6 * shard + 6]
+            due, lease, dead, payloads, meta, errors, claims = replies[7 * shard : 7 * shard + 7]
             if lease:
                 assert dict(lease).get(sentinel) == math.inf, ("lease without the reserved member", lease)
-            if meta:
-                assert meta.get(sentinel) == b"", ("meta without the reserved member", meta)
+            assert sentinel not in meta, ("the reserved member in meta", meta)
+            scores = dict(lease)
+            registry = {member.decode(): score for member, score in claims}
             lease = [(i, s) for i, s in lease if i != sentinel]
-            meta.pop(sentinel, None)
             states: dict[str, tuple[str, int]] = {}
             for state, members in (("due", due), ("lease", lease), ("dead", dead)):
                 for member, score in members:
@@ -503,12 +506,16 @@ class QueueModel(RuleBasedStateMachine):
             mine = {i: m for i, m in self.model.items() if self.shard(i) == shard}
             assert states == {i: (m.state, m.score) for i, m in mine.items()}
             assert {i.decode(): p for i, p in payloads.items()} == {i: m.payload for i, m in mine.items()}
-            attempts = {i.decode(): int(v.split(b":")[0]) for i, v in meta.items()}
-            assert set(attempts) <= set(mine), ("meta of a job that is gone", attempts)
-            assert {i: attempts.get(i, 0) for i in mine} == {i: m.attempts for i, m in mine.items()}
+            used = {i.decode(): int(v) for i, v in meta.items()}
+            assert set(used) <= set(mine), ("meta of a job that is gone", used)
+            in_claim = {i: 1 if m.state == "lease" else 0 for i, m in mine.items()}
+            assert {i: used.get(i, 0) + in_claim[i] for i in mine} == {i: m.attempts for i, m in mine.items()}
             for i, m in mine.items():
-                if m.state == "lease":
-                    assert meta[i.encode()].decode() == m.token
+                if m.state == "lease" and m.score > self.now:
+                    assert m.token is not None
+                    call = m.token.split(":")[1]
+                    held = [registry.get(call), registry.get(f"{call}/{i}")]
+                    assert scores[i.encode()] in held, ("the lease's score is not its claim's", i, m.token)
             assert {i.decode(): e.decode() for i, e in errors.items()} == {i: m.error for i, m in mine.items() if m.error}
 
 

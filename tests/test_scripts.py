@@ -14,12 +14,13 @@ from delayq._core import QueueCore
 from delayq._scripts import SCRIPTS, header_keys
 from delayq._validate import SENTINEL
 from delayq.periodic import PeriodicJob, Scheduler, every
-from tests.helpers import unique_name
+from tests.helpers import Env, unique_name
+from tests.snapshots import snapshot
 
 # the README's ACL line gives exactly these
 ACL_COMMANDS = (
-    "+evalsha +script|load +time +hget +hmget +hset +hdel +zadd +zrem +zscore +zmscore "
-    "+zrange +zrangebyscore +zcount +zcard +hlen +exists +del +unlink +lpush +ltrim +blpop +pexpire"
+    "+evalsha +script|load +time +hget +hmget +hset +hdel +zadd +zrem +zscore +zmscore +zrange +zrangebyscore "
+    "+zremrangebyscore +zremrangebyrank +zcount +zcard +hlen +exists +del +unlink +lpush +ltrim +blpop +pexpire"
 )
 LUA = Path(__file__).resolve().parent.parent / "lua"
 
@@ -78,8 +79,9 @@ FRAGMENTS = {
     "wake": "rcall('LPUSH', wake_key",
     "wake_before": "rcall('ZRANGEBYSCORE', waiters_key, '(' ..",
     "drop_idle": "rcall('DEL', lease_key)",
-    "holds": "rcall('HGET', meta_key, id) ==",
+    "holds": "rcall('ZMSCORE', claims_key, call,",
     "acks": "rcall('ZMSCORE', lease_key",
+    "register": "rcall('ZREMRANGEBYSCORE', claims_key",
 }
 _FRAGMENT = re.compile(r"^-- shared fragment: (\w+)\n(.*?)^-- end of shared fragment$", flags=re.M | re.S)
 
@@ -172,21 +174,61 @@ def test_scripts_touch_only_the_queues_keys(redis_url: str) -> None:
         admin.close()
 
 
-def test_lease_and_meta_stay_in_fast_encodings_and_vanish_when_idle(redis_url: str) -> None:
+def test_a_claim_writes_only_leases_and_nothing_stays_when_idle(redis_url: str) -> None:
     """A small lease set would be a listpack (O(n) inserts); the sentinel keeps it a skiplist,
-    and the worker loop never empties it. With no job in flight, neither key is left behind."""
+    and the worker loop never empties it. A first claim writes no `meta` (only a claim used
+    up does), one registry entry a call, and an acked call's entry goes with its last job. With
+    no job in flight, neither lease nor registry is left behind."""
     client = redis.Redis.from_url(redis_url)
     q = delayq.Queue(client, unique_name("enc"))
     keys = q._core.keys  # type: ignore[union-attr]
     q.enqueue_many([b"x"] * 30)
     jobs = q.dequeue(10)
     assert client.object("encoding", keys["lease"]) == b"skiplist"
-    assert client.object("encoding", keys["meta"]) == b"hashtable"
+    assert client.exists(keys["meta"]) == 0
+    assert client.zcard(keys["claims"]) == 1
     acked, jobs = q.ack_and_dequeue(jobs, 10)
     assert acked == 10
     assert client.object("encoding", keys["lease"]) == b"skiplist"
+    assert client.zcard(keys["claims"]) == 1, "the acked call's entry went, the new call's came"
     assert q.stats() == delayq.QueueStats(ready=10, delayed=0, in_flight=10, dead=0)
     q.ack_many(jobs)
-    assert client.exists(keys["lease"], keys["meta"]) == 0
+    assert client.exists(keys["lease"], keys["meta"], keys["claims"]) == 0
     assert q.purge() == 10
     client.close()
+
+
+def test_a_stale_token_never_holds_a_claim_made_in_the_same_millisecond(env: Env) -> None:
+    """A lease's score is its expiry plus a fraction of a millisecond; the claims registry gives
+    no two live claims the same score. With the clock stopped, every claim of a job has the same
+    expiry, yet a token of an earlier claim (nacked, released, acked and the id enqueued again)
+    never acks, nacks, extends or releases a later one; a token extended since its claim still
+    holds its job, and one call's jobs are acked together."""
+    q = env.queue()
+    q._core.clock = lambda: 1_800_000_000_000
+    q.enqueue_many([b"a", b"b"], ids=["a", "b"])
+    first = q.dequeue(2, lock_ttl=30)
+    assert q.extend(first[0], 30) is True
+    assert q.ack_many(first) == 2, "the extended job and its unextended sibling"
+    for end in ("nack", "release", "ack"):
+        q.enqueue(b"c", id="c")
+        (old,) = q.dequeue(1, lock_ttl=30)
+        if end == "nack":
+            assert q.nack(old) is True
+        elif end == "release":
+            assert q.release(old) is True
+        else:
+            assert q.ack(old) is True
+            q.enqueue(b"c", id="c")
+        for _ in range(20):  # claims of the same job, all expiring in the same millisecond
+            (new,) = q.dequeue(1, lock_ttl=30)
+            assert new.lock_expires_ms == old.lock_expires_ms
+            assert q.ack(old) is False
+            assert q.extend(old, 30) is False
+            assert q.nack(old) is False
+            assert q.release(old) is False
+            assert q.release(new) is True
+        (new,) = q.dequeue(1, lock_ttl=30)
+        assert q.ack(new) is True
+    assert q.stats().total == 0
+    assert snapshot(env.raw, q) == {}

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -194,17 +195,22 @@ def test_run_due_holds_each_task_to_its_lock_ttl_and_timeout(env: Env) -> None:
     async def hangs() -> None:
         await asyncio.sleep(30)
 
+    @tasks.task(timeout=0.2)
+    def dawdles() -> None:
+        time.sleep(0.6)  # a plain function: abandoned on its thread under arun, measured under run
+
     q = env.queue()
     bind(env, tasks, q)
     with frozen_clock(real_queue(env, q)) as clock:
-        for task in (long_lock, short_lock, hangs):
+        for task in (long_lock, short_lock, hangs, dawdles):
             enqueue(env, task, id=task.name)
         outcomes = {o.id: o for o in drain(env, q, tasks)}
     assert outcomes["long_lock"].kind == "processed"
     assert outcomes["short_lock"].kind == "lock_lost"  # its lock expired while it ran: not acked
-    assert outcomes["hangs"].kind == "retried"
-    error = outcomes["hangs"].error or ""
-    assert error.startswith("TimeoutError: ") and error.endswith("ran longer than its timeout of 0.2s")
+    for name in ("hangs", "dawdles"):
+        assert outcomes[name].kind == "retried"
+        error = outcomes[name].error or ""
+        assert error.startswith("TimeoutError: ") and error.endswith("ran longer than its timeout of 0.2s"), error
 
 
 class Fussy:
@@ -483,3 +489,27 @@ def test_keyword_arguments_go_as_keywords_or_in_kwargs(env: Env) -> None:
     assert snapshot(env.raw, q) == before
     assert [o.kind for o in drain(env, q, tasks)] == ["processed", "processed"]
     assert calls == [("ann/sms", 0), ("bob/push", 5.0)]
+
+
+def test_run_due_inside_an_event_loop_says_to_await_arun_due_and_keeps_the_job() -> None:
+    """In an async test, run_due's asyncio.run of an async handler fails: that is the test's
+    mistake, not the job's, so the job must not be retried (an attempt used) for it."""
+    q = delayq.Queue(fakeredis.FakeRedis(), "in-a-loop")
+    tasks = Tasks(q)
+
+    @tasks.task
+    async def ping() -> None: ...
+
+    async def handler(job: Job) -> None: ...
+
+    async def main() -> None:
+        ping.enqueue(id="p")
+        with pytest.raises(InvalidArgument, match=r"await arun_due"):
+            run_due(q, tasks)
+        with pytest.raises(InvalidArgument, match=r"await arun_due"):
+            run_due(q, handler)
+
+    asyncio.run(main())
+    assert q.stats().ready == 1 and q.stats().in_flight == 0
+    [outcome] = run_due(q, tasks)  # outside the loop, as meant: its first attempt
+    assert outcome.kind == "processed" and outcome.job.attempts == 1

@@ -39,6 +39,33 @@ def _late_consumer(url: str, name: str, seconds: float, ready: Any, go: Any, out
     client.close()
 
 
+IDLE_S = 4.0
+"""How long the idle consumer is watched."""
+
+
+def idle_calls(url: str, seconds: float) -> dict[str, float]:
+    """Commands per second that a delayq.Worker (as the consumers run it) sends to an empty queue,
+    by INFO commandstats: what waiting costs the server when there is no work."""
+    client = redis.Redis.from_url(url)
+    q = Queue(client, name_for("idle"))
+    worker = Worker(q, lambda job: None, concurrency=8, lock_ttl=TTL, poll=1.0)
+    stopper = threading.Timer(seconds, worker.stop)
+    time.sleep(0.2)  # the sender's last calls settle
+    before = client.info("commandstats")
+    start = time.perf_counter()
+    stopper.start()
+    worker.run(install_signals=False)
+    elapsed = time.perf_counter() - start
+    after = client.info("commandstats")
+    client.close()
+    rates = {}
+    for name, v in after.items():
+        calls = v["calls"] - before.get(name, {"calls": 0})["calls"]
+        if calls > 0 and not name.startswith(("cmdstat_info", "cmdstat_script")):
+            rates[name.removeprefix("cmdstat_")] = calls / elapsed
+    return rates
+
+
 def measure(target: Target, opts: argparse.Namespace, progress: Progress) -> Result:
     """Claim time minus due time (server clock) at a fixed enqueue rate, two worker processes."""
     if target.fake:
@@ -79,6 +106,8 @@ def measure(target: Target, opts: argparse.Namespace, progress: Progress) -> Res
     if not late:
         raise RuntimeError("no job was delivered in the lateness benchmark")
 
+    idle = idle_calls(target.url, IDLE_S)
+
     def pct(p: float) -> float:
         return float(late[min(len(late) - 1, int(p * len(late)))])
 
@@ -94,6 +123,7 @@ def measure(target: Target, opts: argparse.Namespace, progress: Progress) -> Res
         "p99_ms": pct(0.99),
         "max_ms": float(late[-1]),
         "histogram_ms": _histogram(late),
+        "idle_consumer_calls_per_s": idle,
     }
 
 
@@ -109,12 +139,17 @@ def report(result: Result) -> str:
     return (
         f"lateness (claim time - due time, server clock): {lt['delivered']:,} jobs at {lt['rate_per_s']}/s for "
         f"{lt['seconds']:g} s, delays 0-200 ms, {lt['consumers']} delayq.Worker processes: "
-        f"p50 {lt['p50_ms']:.0f} ms, p99 {lt['p99_ms']:.0f} ms, max {lt['max_ms']:.0f} ms"
+        f"p50 {lt['p50_ms']:.0f} ms, p99 {lt['p99_ms']:.0f} ms, max {lt['max_ms']:.0f} ms\n"
+        f"an idle consumer (delayq.Worker on an empty queue, {IDLE_S:g} s): "
+        + ", ".join(f"{rate:.2f} {name.upper()}/s" for name, rate in sorted(lt.get("idle_consumer_calls_per_s", {}).items()))
     )
 
 
 def targets(result: Result | None, goals: Targets) -> None:
     goals.check("lateness p99 at 1,000 jobs/s, 2 worker processes", (result or {}).get("p99_ms"), 2, False, " ms")
+    goals.check("lateness max at 1,000 jobs/s, 2 worker processes", (result or {}).get("max_ms"), 10, False, " ms")
+    idle = (result or {}).get("idle_consumer_calls_per_s")
+    goals.check("calls per second of an idle consumer", sum(idle.values()) if idle else None, 5, False, "/s")
 
 
 def plot(result: Result, ax: Any) -> None:

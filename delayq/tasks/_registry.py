@@ -7,8 +7,7 @@ import asyncio
 import contextlib
 import contextvars
 import inspect
-import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from .. import aio
@@ -19,6 +18,7 @@ from .._types import Job
 from .._validate import DEFAULT_MAX_ATTEMPTS, Duration
 from .._worker_types import Backoff
 from ..periodic import Missed, PeriodicJob, Schedule, make_schedule
+from ._run import in_thread, limited
 from ._serializers import Serializer, SerializerName, make_serializer
 from ._task import AnyQueue, P, R, Task, TaskDecorator, check_task_name, current, run_on_loop
 
@@ -341,10 +341,10 @@ class Tasks:
         token = current.set(job)
         try:
             if task.is_async:
-                return asyncio.run(_limited(task.fn(*args, **kwargs), task))
+                return asyncio.run(limited(task.fn(*args, **kwargs), task))
             result = task.fn(*args, **kwargs)
             if inspect.isawaitable(result):
-                return asyncio.run(_limited(result, task))
+                return asyncio.run(limited(result, task))
             return result
         finally:
             current.reset(token)
@@ -362,10 +362,10 @@ class Tasks:
         token = current.set(job)
         try:
             if task.is_async:
-                return await _limited(task.fn(*args, **kwargs), task)
-            result = await _limited(_in_thread(contextvars.copy_context(), task.fn, args, kwargs), task)
+                return await limited(task.fn(*args, **kwargs), task)
+            result = await limited(in_thread(contextvars.copy_context(), task.fn, args, kwargs), task)
             if inspect.isawaitable(result):
-                return await _limited(result, task)
+                return await limited(result, task)
             return result
         finally:
             current.reset(token)
@@ -382,41 +382,3 @@ def _same_definition(old: Callable[..., Any], new: Callable[..., Any]) -> bool:
         and getattr(old, "__qualname__", None) == getattr(new, "__qualname__", None)
         and (old_code.co_filename, old_code.co_firstlineno) == (new_code.co_filename, new_code.co_firstlineno)
     )
-
-
-async def _limited(awaitable: Awaitable[T], task: Task[Any, Any]) -> T:
-    """Await, cancelling at the task's timeout (None: no limit)."""
-    limit = task.policy.timeout
-    if limit is None:
-        return await awaitable
-    try:
-        return await asyncio.wait_for(awaitable, limit)
-    except asyncio.TimeoutError:  # not yet the builtin TimeoutError in Python 3.10
-        raise TimeoutError(f"task {task.name!r} ran longer than its timeout of {limit:g}s") from None
-
-
-def _in_thread(
-    context: contextvars.Context, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
-) -> asyncio.Future[Any]:
-    """Run ``fn`` on a daemon thread. asyncio.to_thread's pool is joined when the loop closes,
-    so a worker's hard stop would still wait for the function (the asyncio worker does the same)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(value: Any, error: BaseException | None) -> None:
-        if not future.done():
-            if error is None:
-                future.set_result(value)
-            else:
-                future.set_exception(error)
-
-    def target() -> None:
-        try:
-            value, error = context.run(fn, *args, **kwargs), None
-        except BaseException as exc:  # handed to the awaiting task
-            value, error = None, exc
-        with contextlib.suppress(RuntimeError):  # the loop may be closed after a hard stop
-            loop.call_soon_threadsafe(settle, value, error)
-
-    threading.Thread(target=target, name=f"delayq-task-{getattr(fn, '__name__', 'task')[:24]}", daemon=True).start()
-    return future

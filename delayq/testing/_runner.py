@@ -1,22 +1,4 @@
-"""Helpers for testing code that uses delayq: a clock you control, and a runner that works off due jobs inline.
-
-    import fakeredis
-    from delayq import Queue
-    from delayq.testing import frozen_clock, run_due
-
-    queue = Queue(fakeredis.FakeRedis(), "emails")
-    with frozen_clock(queue) as clock:
-        queue.enqueue(b"hi", delay=3600)
-        assert run_due(queue, handler) == []      # not due yet
-        clock.advance(3600)
-        [outcome] = run_due(queue, handler)       # runs now, inline
-        assert outcome.kind == "processed"
-
-Both work on fakeredis and on a real server, for ``delayq.Queue``, ``delayq.aio.Queue``
-(``arun_due``) and sharded queues. The clock is the queue's own: every script of the queue
-takes "now" from it instead of the server's TIME, so delays, due times, lock expiry and
-retry backoff all follow it, and so do periodic schedulers on that queue.
-"""
+"""The inline runner: every due job of a queue, claimed, run and settled as a worker would."""
 
 from __future__ import annotations
 
@@ -25,120 +7,23 @@ import contextlib
 import inspect
 import random
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Literal, Union
 
-from . import aio
-from ._errors import InvalidArgument, InvalidType
-from ._hooks import Decision, JobPolicy, check_attempts, decide
-from ._sync import Queue
-from ._types import Job
-from ._validate import MAX_BATCH, MAX_LOCK_TTL_S, Duration, check_int, to_ms
-from ._worker_types import Backoff, claim_of
-from .tasks import Tasks
+from .. import aio
+from .._errors import InvalidArgument, InvalidType
+from .._hooks import Decision, JobPolicy, check_attempts, decide
+from .._sync import Queue
+from .._types import Job
+from .._validate import MAX_BATCH, MAX_LOCK_TTL_S, Duration, check_int, to_ms
+from .._worker_types import Backoff, claim_of
+from ..tasks import Tasks
+from ._clock import core_of
 
-__all__ = ["Clock", "Outcome", "OutcomeKind", "arun_due", "frozen_clock", "run_due"]
+__all__ = ["Outcome", "OutcomeKind", "arun_due", "run_due"]
 
 OutcomeKind = Literal["processed", "retried", "dead_lettered", "dropped", "lock_lost"]
-
-
-class Clock:
-    """A clock for queues, frozen until you move it. Times are ms since the epoch, as the server's.
-
-    Made by :func:`frozen_clock`.
-    """
-
-    def __init__(self, start_ms: int) -> None:
-        self._ms = start_ms
-
-    def __call__(self) -> int:
-        return self._ms
-
-    @property
-    def now_ms(self) -> int:
-        """The clock's time, ms since the epoch."""
-        return self._ms
-
-    def now(self) -> datetime:
-        """The clock's time as an aware UTC datetime."""
-        return datetime.fromtimestamp(self._ms / 1000, tz=timezone.utc)
-
-    def advance(self, by: Duration) -> int:
-        """Move the clock forward by seconds (int/float) or a timedelta; returns the new time in ms.
-
-        Raises:
-            InvalidType, InvalidArgument: A negative or bad duration.
-        """
-        self._ms += to_ms(by, "advance", minimum_ms=0, maximum_s=100 * 365 * 24 * 3600)
-        return self._ms
-
-    def set(self, when: datetime) -> int:
-        """Move the clock to an aware datetime (forward or back); returns the new time in ms.
-
-        Raises:
-            InvalidType, InvalidArgument: Not an aware datetime.
-        """
-        if not isinstance(when, datetime):
-            raise InvalidType(f"when must be a datetime, got {when!r}")
-        if when.tzinfo is None or when.utcoffset() is None:
-            raise InvalidArgument(f"when must be timezone-aware, got {when!r}")
-        self._ms = round(when.timestamp() * 1000)
-        return self._ms
-
-    def __repr__(self) -> str:
-        return f"<delayq test Clock {self.now().isoformat(timespec='milliseconds')}>"
-
-
-def _core_of(queue: object) -> Any:
-    core = getattr(queue, "_core", None)
-    if core is None or not hasattr(core, "clock"):
-        raise InvalidType(f"expected a delayq queue (Queue, aio.Queue), got {queue!r:.80}")
-    return core
-
-
-_frozen: dict[int, tuple[Any, Any, list[Clock]]] = {}
-"""Per queue core frozen now: (the core, its clock before the first freeze, the active test clocks)."""
-
-
-@contextlib.contextmanager
-def frozen_clock(*queues: object, start: datetime | None = None) -> Iterator[Clock]:
-    """Give queues a clock that stands still until the test moves it; restore the server's clock after.
-
-    Freezes may nest or overlap (two fixtures, say): a queue follows the latest one still
-    active, and gets its own clock back when the last one ends, in whatever order they end.
-
-    Args:
-        *queues: ``delayq.Queue`` or ``delayq.aio.Queue`` objects (sharded or not) that share the clock.
-        start: An aware datetime to start from; default now (so jobs enqueued before stay in time).
-
-    Yields:
-        The :class:`Clock`.
-
-    Raises:
-        InvalidType, InvalidArgument: Something that is not a queue, or a naive ``start``.
-    """
-    cores = [_core_of(q) for q in queues]
-    if not cores:
-        raise InvalidArgument("frozen_clock needs at least one queue")
-    clock = Clock(int(time.time() * 1000))
-    if start is not None:
-        clock.set(start)
-    for core in cores:
-        _frozen.setdefault(id(core), (core, core.clock, []))[2].append(clock)
-        core.clock = clock
-    try:
-        yield clock
-    finally:
-        for core in cores:
-            _, before, active = _frozen[id(core)]
-            active.remove(clock)
-            if active:
-                core.clock = active[-1]
-            else:
-                core.clock = before
-                del _frozen[id(core)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,11 +179,13 @@ def run_due(
     """
     if isinstance(handler, Tasks):
         registry = handler
+        if registry.has_async and _in_a_loop():  # its async tasks would fail in asyncio.run
+            raise InvalidArgument(_IN_A_LOOP)
         handler, policy = registry.run, policy or registry.policy
     if not isinstance(queue, Queue):
         raise InvalidType(f"queue must be a delayq.Queue (for a delayq.aio.Queue: 'await arun_due(...)'), got {queue!r:.80}")
     rules, curve = _plan(handler, policy, backoff, limit, lock_ttl)
-    core = _core_of(queue)
+    core = core_of(queue)
     steps = _inline(rules, curve, limit, core.max_attempts)
     held: dict[tuple[str, str], Job] = {}
     reply: Any = None
@@ -335,13 +222,32 @@ def _call(handler: Callable[[Job], Any], step: _Run) -> tuple[Any, BaseException
     started = time.monotonic()
     try:
         result = handler(step.job)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_bounded(result, step.timeout))
     except Exception as exc:
         return None, exc
+    if inspect.isawaitable(result):
+        if _in_a_loop():  # asyncio.run would fail, and the job would be retried for the test's mistake
+            close = getattr(result, "close", None)
+            if callable(close):
+                close()
+            raise InvalidArgument(_IN_A_LOOP)
+        try:
+            result = asyncio.run(_bounded(result, step.timeout))
+        except Exception as exc:
+            return None, exc
     if step.timeout is not None and time.monotonic() - started > step.timeout:
         return None, TimeoutError(f"the handler ran longer than its timeout of {step.timeout:g}s")
     return result, None
+
+
+_IN_A_LOOP = "run_due cannot run an async handler (or async task) inside a running event loop: use 'await arun_due(...)'"
+
+
+def _in_a_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 async def _bounded(awaitable: Any, timeout: float | None) -> Any:
