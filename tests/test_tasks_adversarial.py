@@ -489,3 +489,27 @@ def test_keyword_arguments_go_as_keywords_or_in_kwargs(env: Env) -> None:
     assert snapshot(env.raw, q) == before
     assert [o.kind for o in drain(env, q, tasks)] == ["processed", "processed"]
     assert calls == [("ann/sms", 0), ("bob/push", 5.0)]
+
+
+def test_run_due_inside_an_event_loop_says_to_await_arun_due_and_keeps_the_job() -> None:
+    """In an async test, run_due's asyncio.run of an async handler fails: that is the test's
+    mistake, not the job's, so the job must not be retried (an attempt used) for it."""
+    q = delayq.Queue(fakeredis.FakeRedis(), "in-a-loop")
+    tasks = Tasks(q)
+
+    @tasks.task
+    async def ping() -> None: ...
+
+    async def handler(job: Job) -> None: ...
+
+    async def main() -> None:
+        ping.enqueue(id="p")
+        with pytest.raises(InvalidArgument, match=r"await arun_due"):
+            run_due(q, tasks)
+        with pytest.raises(InvalidArgument, match=r"await arun_due"):
+            run_due(q, handler)
+
+    asyncio.run(main())
+    assert q.stats().ready == 1 and q.stats().in_flight == 0
+    [outcome] = run_due(q, tasks)  # outside the loop, as meant: its first attempt
+    assert outcome.kind == "processed" and outcome.job.attempts == 1

@@ -110,14 +110,28 @@ class Cron:
         """The zone's wall time (naive) at an instant, in whole seconds since the epoch."""
         return datetime.fromtimestamp(seconds, tz=self._zone).replace(tzinfo=None)
 
+    def _offset(self, seconds: int) -> timedelta:
+        return datetime.fromtimestamp(seconds, tz=self._zone).utcoffset() or timedelta(0)
+
     def _spread(self, seconds: int) -> timedelta:
-        """How far wall-clock order and real order can differ around an instant: the range of
-        the zone's UTC offsets near it (zero away from any change)."""
-        offsets = []
-        for shift in NEAR:
-            offset = datetime.fromtimestamp(seconds + shift, tz=self._zone).utcoffset()
-            offsets.append(offset or timedelta(0))
-        return max(offsets) - min(offsets)
+        """How far wall-clock order and real order can differ around an instant: zero unless the
+        clocks go back (by D) less than D from it, where a later instant can have an earlier wall
+        time. Clocks that jump forward never reorder. Conservative (the range of the offsets
+        near it) where two changes fall within hours of each other."""
+        before, here, after = (self._offset(seconds + shift) for shift in NEAR)
+        if before <= here <= after:
+            return timedelta(0)  # no change near, or clocks jumping forward only
+        if not before >= here >= after:
+            return max(before, here, after) - min(before, here, after)
+        low, high = seconds + NEAR[0], seconds + NEAR[-1]  # one change back: find its instant
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self._offset(middle) == after:
+                high = middle
+            else:
+                low = middle
+        back = before - after
+        return back if abs(high - seconds) <= back.total_seconds() else timedelta(0)
 
     def _instants(self, wall: datetime) -> list[int]:
         """The instants (whole seconds, ascending) at which a matching wall time runs."""

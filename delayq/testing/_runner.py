@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 from .. import aio
-from .._errors import InvalidType
+from .._errors import InvalidArgument, InvalidType
 from .._hooks import Decision, JobPolicy, check_attempts, decide
 from .._sync import Queue
 from .._types import Job
@@ -179,6 +179,8 @@ def run_due(
     """
     if isinstance(handler, Tasks):
         registry = handler
+        if registry.has_async and _in_a_loop():  # its async tasks would fail in asyncio.run
+            raise InvalidArgument(_IN_A_LOOP)
         handler, policy = registry.run, policy or registry.policy
     if not isinstance(queue, Queue):
         raise InvalidType(f"queue must be a delayq.Queue (for a delayq.aio.Queue: 'await arun_due(...)'), got {queue!r:.80}")
@@ -220,13 +222,32 @@ def _call(handler: Callable[[Job], Any], step: _Run) -> tuple[Any, BaseException
     started = time.monotonic()
     try:
         result = handler(step.job)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_bounded(result, step.timeout))
     except Exception as exc:
         return None, exc
+    if inspect.isawaitable(result):
+        if _in_a_loop():  # asyncio.run would fail, and the job would be retried for the test's mistake
+            close = getattr(result, "close", None)
+            if callable(close):
+                close()
+            raise InvalidArgument(_IN_A_LOOP)
+        try:
+            result = asyncio.run(_bounded(result, step.timeout))
+        except Exception as exc:
+            return None, exc
     if step.timeout is not None and time.monotonic() - started > step.timeout:
         return None, TimeoutError(f"the handler ran longer than its timeout of {step.timeout:g}s")
     return result, None
+
+
+_IN_A_LOOP = "run_due cannot run an async handler (or async task) inside a running event loop: use 'await arun_due(...)'"
+
+
+def _in_a_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 async def _bounded(awaitable: Any, timeout: float | None) -> Any:
