@@ -329,7 +329,7 @@ local reply = {now_s, '', refused, 0}
 local r = 4
 local claimed = 0
 do
-  local ids, n = {}, 0  -- what leaves `due`: claimed, dead-lettered or dropped
+  local n = 0  -- how many leave `due` (its head): claimed, dead-lettered or dropped
   local lease_args, dead_args = {'+inf', SENTINEL}, {}
   local l, d = 2, 0
   local counted = rcall('EXISTS', meta_key) == 1
@@ -370,7 +370,6 @@ do
         r = r + 3
       end
       n = n + 1
-      ids[n] = id
     end
     if stop or claimed == batch or m < want then break end
     offset = offset + m
