@@ -17,11 +17,12 @@ import redis
 
 from ._aio import Queue
 from ._heartbeats import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S
+from ._hooks import Decision
 from ._replies import AckResult
-from ._types import Job
+from ._types import NACK_OUTCOMES, Job
 from ._validate import MAX_BATCH
 from ._worker_base import WorkerBase
-from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerStats, outage_pause
+from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerStats, claim_of, outage_pause
 
 __all__ = ["Worker"]
 
@@ -64,7 +65,7 @@ class Worker(WorkerBase[Queue]):
         queue: A ``delayq.aio.Queue``.
         handler: ``async def handler(job)``, or a plain function (run in a thread).
         concurrency, prefetch, lock_ttl, poll, backoff, extend_every, grace, timeout, heartbeat,
-            on_event, logger: As for :class:`delayq.Worker`. At its ``timeout`` an ``async def``
+            on_event, logger, policy: As for :class:`delayq.Worker`. At its ``timeout`` an ``async def``
             handler is cancelled; a plain function's thread is abandoned, as in :class:`delayq.Worker`.
 
     Raises:
@@ -197,18 +198,23 @@ class Worker(WorkerBase[Queue]):
         outcomes = self._outcomes
         taken = [outcomes.popleft() for _ in range(len(outcomes))]
         failures, unstarted = self.core.settle(taken, done)
-        for job, seconds, text, delay in failures:
-            await self._fail(job, seconds, text, delay)
+        for job, seconds, decision in failures:
+            await self._fail(job, seconds, decision)
         for job in unstarted:
             await self._release(job)
 
-    async def _fail(self, job: Job, seconds: float, text: str, delay: float) -> None:
-        """Nack a failed job with its retry delay and error, and count what the nack did."""
+    async def _fail(self, job: Job, seconds: float, decision: Decision) -> None:
+        """Nack a failed job as ``decision`` says (its delay, error and attempt limit: limit 1
+        dead-letters it now), and count what the nack did."""
+        queue = self.queue
         try:
-            outcome: str | BaseException = await self.queue.fail(job, delay, error=text)
+            code = await queue._drive(
+                queue._core.nack_limited(job, decision.delay, decision.error, max_attempts=decision.max_attempts)
+            )
+            outcome: str | BaseException = NACK_OUTCOMES[code]
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             outcome = exc
-        self.core.nacked(job, seconds, text, delay, outcome)
+        self.core.nacked(job, seconds, decision.error, decision.delay, outcome)
 
     def _start_slot(self) -> None:
         self._slots.append(asyncio.create_task(self._serve()))
@@ -225,6 +231,7 @@ class Worker(WorkerBase[Queue]):
     async def _serve(self) -> None:
         """A handler slot: run buffered jobs one after another until told to end."""
         core, handler, running, outcomes = self.core, self.handler, self._running, self._outcomes
+        policy = core.policy
         inbox, parked, monotonic, stopping = self._inbox, self._parked, time.monotonic, self._stop.is_set
         plain = not inspect.iscoroutinefunction(handler)
         me = asyncio.current_task()
@@ -246,6 +253,12 @@ class Worker(WorkerBase[Queue]):
             if not core.runnable(claim, now):
                 outcomes.append((job, 0.0, Skipped.LOST))
                 continue
+            if policy is not None:
+                verdict = await self._start(job, claim, now)
+                if verdict is not None:
+                    outcomes.append((job, 0.0, verdict))
+                    continue
+                now = monotonic()
             running[claim] = (now, me)
             error: BaseException | None = None
             thread = None
@@ -280,6 +293,31 @@ class Worker(WorkerBase[Queue]):
                     wake.set_result(None)
                     await asyncio.sleep(0)  # let the main loop claim now, while the rest of the buffer runs
 
+    async def _start(self, job: Job, claim: Claim, now: float) -> Skipped | Decision | None:
+        """Ask the worker's policy about a job about to start, and set its lock to the job's own
+        ``lock_ttl`` when that differs from the worker's.
+
+        Returns:
+            None to run it; a Decision (dead-letter it: its policy failed, or it was claimed too
+            often); Skipped.LOST (the lock was found lost).
+        """
+        core = self.core
+        verdict = core.start(job)
+        if verdict is not None:
+            return verdict
+        ttl = core.relock(claim)
+        if ttl is None:
+            return None
+        try:
+            held = await self.queue.extend(job, ttl)
+        except Exception as exc:  # it runs on the lock it has; the extender sets the job's ttl next time
+            core.log.warning("job %s: setting its lock to its own lock_ttl failed (%s); will retry", job.id, exc)
+            return None
+        entry = core.held.get(claim)
+        if entry is not None:
+            core.extended(entry, held, now)
+        return None if held else Skipped.LOST
+
     def _expire(self) -> None:
         """Give up the handlers that ran past the timeout: each one's outcome is a TimeoutError
         (settled as a failure), and its slot's task is cancelled, which cancels an ``async def``
@@ -290,7 +328,7 @@ class Worker(WorkerBase[Queue]):
             start, task = self._running.pop(claim, (0.0, None))
             entry = core.held.get(claim)
             if task is not None and entry is not None:
-                self._outcomes.append((entry[0], now - start, core.timeout_error()))
+                self._outcomes.append((entry[0], now - start, core.timeout_error(claim)))
                 task.cancel()
 
     async def _keepalive(self) -> None:
@@ -301,7 +339,7 @@ class Worker(WorkerBase[Queue]):
             now = time.monotonic()
             for entry in core.to_extend(now):
                 try:
-                    core.extended(entry, await self.queue.extend(entry[0], core.lock_ttl), now)
+                    core.extended(entry, await self.queue.extend(entry[0], core.lock_of(claim_of(entry[0]))), now)
                 except Exception:
                     core.log.exception("extending the lock of job %s failed; will retry", entry[0].id)
             if self.heartbeat and now >= next_beat:
@@ -311,7 +349,7 @@ class Worker(WorkerBase[Queue]):
                 except Exception as exc:
                     core.log.warning("writing the heartbeat failed (%s); will retry", exc)
                     next_beat = now + 1
-            await asyncio.sleep(min(core.extend_every / 2, HEARTBEAT_EVERY_S))
+            await asyncio.sleep(min(core.keepalive_wait(), HEARTBEAT_EVERY_S))
 
     async def _wait(self, timeout: float) -> None:
         """Sleep until a handler task has work for the main loop, or ``timeout``."""

@@ -18,6 +18,7 @@ a worker.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,7 +27,18 @@ from ._types import Job
 from ._validate import DEFAULT_MAX_ATTEMPTS, MAX_DELAY_S, MAX_LOCK_TTL_S, Duration, check_int, to_ms
 from ._worker_types import Backoff, bounded_text, error_text
 
-__all__ = ["Action", "Decision", "Fail", "JobPolicy", "Retry", "check_attempts", "decide"]
+__all__ = [
+    "Action",
+    "Decision",
+    "Fail",
+    "JobPolicy",
+    "PolicyFn",
+    "Retry",
+    "check_attempts",
+    "check_policy",
+    "decide",
+    "rules_for",
+]
 
 Action = Literal["retry", "dead", "drop"]
 
@@ -95,6 +107,58 @@ class JobPolicy:
             to_ms(self.timeout, "timeout", minimum_ms=1, maximum_s=MAX_DELAY_S)
         if self.lock_ttl is not None:
             to_ms(self.lock_ttl, "lock_ttl", minimum_ms=10, maximum_s=MAX_LOCK_TTL_S)
+
+
+PolicyFn = Callable[[Job], JobPolicy | None]
+"""A worker's ``policy``: the settings for one job (None: the worker's own)."""
+
+
+def check_policy(policy: object) -> PolicyFn | None:
+    """Validate a worker's or runner's ``policy`` argument.
+
+    Returns:
+        The policy, or None.
+
+    Raises:
+        InvalidType: Neither None nor callable (the message names the value).
+    """
+    if policy is not None and not callable(policy):
+        raise InvalidType(f"policy must be a callable (job -> delayq.JobPolicy | None) or None, got {policy!r:.80}")
+    return policy
+
+
+def rules_for(policy: PolicyFn | None, job: Job) -> tuple[JobPolicy | None, Decision | None]:
+    """A job's policy, and whether it may run: the one place a worker or runner asks ``policy(job)``.
+
+    A policy that raises, or returns anything but a JobPolicy or None, is the job's problem, never
+    the worker's: the job is dead-lettered with the reason (retrying would only fail the same way).
+    A job claimed more often than its policy's ``max_attempts`` is dead-lettered too
+    (:func:`check_attempts`).
+
+    Args:
+        policy: The worker's ``policy``, or None.
+        job: The job about to run.
+
+    Returns:
+        (its JobPolicy or None, None to run it) or (None or its policy, a "dead" decision).
+    """
+    if policy is None:
+        return None, None
+    try:
+        rules = policy(job)
+    except Exception as exc:
+        return None, Decision("dead", 0.0, bounded_text(f"the worker's policy raised for this job: {error_text(exc)}"), 1)
+    if rules is not None and not isinstance(rules, JobPolicy):
+        text = f"the worker's policy must return a delayq.JobPolicy or None, got {_repr(rules)}"
+        return None, Decision("dead", 0.0, bounded_text(text), 1)
+    return rules, check_attempts(job, rules)
+
+
+def _repr(value: object) -> str:
+    try:
+        return f"{value!r:.200}"
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,13 @@ from typing import Any
 import redis
 
 from ._heartbeats import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S
+from ._hooks import Decision
 from ._replies import AckResult
 from ._sync import Queue
-from ._types import Job
+from ._types import NACK_OUTCOMES, Job
 from ._validate import MAX_BATCH
 from ._worker_base import WorkerBase
-from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerStats, outage_pause
+from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerStats, claim_of, outage_pause
 
 __all__ = ["Worker"]
 
@@ -48,6 +49,10 @@ class Worker(WorkerBase[Queue]):
       cannot be killed, so the handler's thread is abandoned (what it returns is ignored) and
       a new thread takes its slot; past ``concurrency`` abandoned threads still running, the
       worker runs short and logs an error.
+    - A handler can decide for itself: ``raise delayq.Fail(reason)`` dead-letters the job now
+      whatever attempts are left (``Fail(reason, dead=False)`` acks it: dropped, counted
+      "processed"), ``raise delayq.Retry(delay=...)`` retries it after that delay (an attempt
+      used all the same). ``policy`` gives each job its own attempts, backoff, timeout and lock.
     - Writes a heartbeat every 5 s (``delayq workers QUEUE`` lists the live workers; an entry
       not refreshed for 15 s is a dead worker's), removed when it stops.
 
@@ -69,6 +74,11 @@ class Worker(WorkerBase[Queue]):
         heartbeat: Write a heartbeat to the queue's ``workers`` hash (default True).
         on_event: Called with a WorkerEvent for every job outcome (metrics hook).
         logger: Where to log; default ``logging.getLogger("delayq.worker")``.
+        policy: ``policy(job) -> delayq.JobPolicy | None``, asked as each job starts: its own
+            ``max_attempts``, ``backoff``, ``timeout`` and ``lock_ttl`` (None fields: the
+            worker's). Default None; with a ``delayq.tasks.Tasks``'s ``run`` as the handler, the
+            registry's ``policy`` (each task's settings). A policy that raises or returns
+            anything else dead-letters the job with the reason; the worker goes on.
 
     Raises:
         InvalidType, InvalidArgument: A bad setting.
@@ -197,18 +207,21 @@ class Worker(WorkerBase[Queue]):
         outcomes = self._outcomes
         taken = [outcomes.popleft() for _ in range(len(outcomes))]
         failures, unstarted = self.core.settle(taken, done)
-        for job, seconds, text, delay in failures:
-            self._fail(job, seconds, text, delay)
+        for job, seconds, decision in failures:
+            self._fail(job, seconds, decision)
         for job in unstarted:
             self._release(job)
 
-    def _fail(self, job: Job, seconds: float, text: str, delay: float) -> None:
-        """Nack a failed job with its retry delay and error, and count what the nack did."""
+    def _fail(self, job: Job, seconds: float, decision: Decision) -> None:
+        """Nack a failed job as ``decision`` says (its delay, error and attempt limit: limit 1
+        dead-letters it now), and count what the nack did."""
+        queue = self.queue
         try:
-            outcome: str | BaseException = self.queue.fail(job, delay, error=text)
+            code = queue._drive(queue._core.nack_limited(job, decision.delay, decision.error, max_attempts=decision.max_attempts))
+            outcome: str | BaseException = NACK_OUTCOMES[code]
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             outcome = exc
-        self.core.nacked(job, seconds, text, delay, outcome)
+        self.core.nacked(job, seconds, decision.error, decision.delay, outcome)
 
     def _start_slot(self) -> None:
         # daemon threads: a hard stop must not wait for a handler at interpreter exit
@@ -224,6 +237,7 @@ class Worker(WorkerBase[Queue]):
     def _serve(self) -> None:
         """A handler slot: run buffered jobs one after another until told to end."""
         core, handler, running, outcomes = self.core, self.handler, self._running, self._outcomes
+        policy = core.policy
         get, monotonic, stopping = self._inbox.get, time.monotonic, self._stop.is_set
         while (job := get()) is not None:
             claim = (job.id, job.token)
@@ -234,6 +248,12 @@ class Worker(WorkerBase[Queue]):
             if not core.runnable(claim, now):
                 outcomes.append((job, 0.0, Skipped.LOST))
                 continue
+            if policy is not None:
+                verdict = self._start(job, claim, now)
+                if verdict is not None:
+                    outcomes.append((job, 0.0, verdict))
+                    continue
+                now = monotonic()
             running[claim] = now
             error: BaseException | None = None
             try:
@@ -257,6 +277,31 @@ class Worker(WorkerBase[Queue]):
             if not serve:
                 return
 
+    def _start(self, job: Job, claim: Claim, now: float) -> Skipped | Decision | None:
+        """Ask the worker's policy about a job about to start, and set its lock to the job's own
+        ``lock_ttl`` when that differs from the worker's.
+
+        Returns:
+            None to run it; a Decision (dead-letter it: its policy failed, or it was claimed too
+            often); Skipped.LOST (the lock was found lost).
+        """
+        core = self.core
+        verdict = core.start(job)
+        if verdict is not None:
+            return verdict
+        ttl = core.relock(claim)
+        if ttl is None:
+            return None
+        try:
+            held = self.queue.extend(job, ttl)
+        except Exception as exc:  # it runs on the lock it has; the extender sets the job's ttl next time
+            core.log.warning("job %s: setting its lock to its own lock_ttl failed (%s); will retry", job.id, exc)
+            return None
+        entry = core.held.get(claim)
+        if entry is not None:
+            core.extended(entry, held, now)
+        return None if held else Skipped.LOST
+
     def _expire(self) -> None:
         """Give up the handlers that ran past the timeout: each one's outcome is a TimeoutError
         (settled as a failure), and a new thread takes its slot while few enough are abandoned."""
@@ -269,7 +314,7 @@ class Worker(WorkerBase[Queue]):
                 entry = core.held.get(claim)
                 if entry is not None:
                     expired.append(entry[0])
-                    self._outcomes.append((entry[0], now - start, core.timeout_error()))
+                    self._outcomes.append((entry[0], now - start, core.timeout_error(claim)))
         if not expired:
             return
         with self._guard:
@@ -291,7 +336,7 @@ class Worker(WorkerBase[Queue]):
             now = time.monotonic()
             for entry in core.to_extend(now):
                 try:
-                    core.extended(entry, self.queue.extend(entry[0], core.lock_ttl), now)
+                    core.extended(entry, self.queue.extend(entry[0], core.lock_of(claim_of(entry[0]))), now)
                 except Exception:
                     core.log.exception("extending the lock of job %s failed; will retry", entry[0].id)
             if self.heartbeat and now >= next_beat:
@@ -301,7 +346,7 @@ class Worker(WorkerBase[Queue]):
                 except Exception as exc:
                     core.log.warning("writing the heartbeat failed (%s); will retry", exc)
                     next_beat = now + 1
-            self._hard.wait(min(core.extend_every / 2, HEARTBEAT_EVERY_S))
+            self._hard.wait(min(core.keepalive_wait(), HEARTBEAT_EVERY_S))
 
     def _wait(self, timeout: float) -> None:
         """Sleep until a handler thread has work for the main loop, or ``timeout``."""

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from ._errors import InvalidType
 from ._heartbeats import heartbeat_entry
+from ._hooks import PolicyFn
 from ._types import Job
 from ._worker_core import DEFAULT_TIMEOUT_S, WorkerCore
 from ._worker_types import Backoff, WorkerEvent, WorkerStats
@@ -48,6 +49,7 @@ class WorkerBase(Generic[QueueT]):
         heartbeat: bool = True,
         on_event: Callable[[WorkerEvent], None] | None = None,
         logger: logging.Logger | None = None,
+        policy: PolicyFn | None = None,
     ) -> None:
         if not isinstance(queue, self.queue_type):
             kind = f"{self.queue_type.__module__}.{self.queue_type.__qualname__}"
@@ -58,6 +60,8 @@ class WorkerBase(Generic[QueueT]):
             raise InvalidType(f"heartbeat must be a bool, got {heartbeat!r}")
         self.queue: QueueT = queue
         self.handler: Callable[[Job], Any] = handler
+        if policy is None:
+            policy = tasks_policy(handler)
         self.core = WorkerCore.make(
             concurrency=concurrency,
             prefetch=prefetch,
@@ -69,6 +73,8 @@ class WorkerBase(Generic[QueueT]):
             timeout=timeout,
             on_event=on_event,
             logger=logger,
+            policy=policy,
+            queue_max_attempts=getattr(getattr(queue, "_core", None), "max_attempts", None),
         )
         self.heartbeat = heartbeat
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
@@ -77,6 +83,11 @@ class WorkerBase(Generic[QueueT]):
         self._stop = threading.Event()
         self._hard = threading.Event()
         self._setup()
+
+    @property
+    def policy(self) -> PolicyFn | None:
+        """The per-job policy the worker asks as each job starts (given, or its Tasks'), or None."""
+        return self.core.policy
 
     def _setup(self) -> None:
         """Each worker's own state (overridden)."""
@@ -104,3 +115,14 @@ class WorkerBase(Generic[QueueT]):
                 "%s: stopping; running jobs get %.0fs to finish (send it again to stop now)", name, self.core.grace
             )
         self.stop()
+
+
+def tasks_policy(handler: object) -> PolicyFn | None:
+    """The policy that comes with a handler: a ``delayq.tasks.Tasks``'s ``run`` or ``arun`` brings
+    the registry's ``policy`` (each task's own attempts, backoff, timeout and lock ttl); None else."""
+    from .tasks import Tasks  # noqa: PLC0415  (the tasks layer imports delayq.aio, whose worker imports this)
+
+    owner, function = getattr(handler, "__self__", None), getattr(handler, "__func__", None)
+    if isinstance(owner, Tasks) and function in (Tasks.run, Tasks.arun):
+        return owner.policy
+    return None

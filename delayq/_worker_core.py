@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import InvalidArgument, InvalidType
+from ._hooks import Decision, JobPolicy, PolicyFn, check_policy, decide, rules_for
 from ._replies import AckResult, DequeueResult
 from ._types import Job
 from ._validate import MAX_BATCH, MAX_LOCK_TTL_S, to_ms
@@ -77,8 +78,12 @@ class Skipped(enum.Enum):
     """The worker is stopping: the job goes back unstarted, without using an attempt."""
 
 
-Outcome = tuple[Job, float, "BaseException | Skipped | None"]
-"""What a handler slot reports: (job, seconds the handler ran, its error, a Skipped, or None)."""
+Outcome = tuple[Job, float, "BaseException | Skipped | Decision | None"]
+"""What a handler slot reports: (job, seconds the handler ran, its error, a Skipped, a Decision
+made before it ran (its policy dead-letters it), or None)."""
+
+Failure = tuple[Job, float, Decision]
+"""A job to nack: (job, seconds its handler ran, what to do with it: see delayq._hooks.decide)."""
 
 Finished = tuple[Job, float]
 """A job whose handler returned, waiting for its ack (sent with the next claim): (job, seconds)."""
@@ -106,6 +111,12 @@ class WorkerCore:
     timeout: float | None
     on_event: Callable[[WorkerEvent], None] | None
     log: logging.Logger
+    policy: PolicyFn | None = None
+    """``policy(job)``: per-job settings (see delayq._hooks), asked when a job starts."""
+    queue_max_attempts: int | None = None
+    """The queue's attempt limit: what a failure is nacked with when no policy gives one."""
+    rules: dict[Claim, JobPolicy] = field(default_factory=dict)
+    """The policy of each started, unsettled job that has one."""
     stats: WorkerStats = field(default_factory=WorkerStats)
     rng: random.Random = field(default_factory=random.Random)
     held: dict[Claim, Held] = field(default_factory=dict)
@@ -137,6 +148,8 @@ class WorkerCore:
         timeout: float | None,
         on_event: Callable[[WorkerEvent], None] | None,
         logger: logging.Logger | None,
+        policy: PolicyFn | None = None,
+        queue_max_attempts: int | None = None,
     ) -> WorkerCore:
         """Validate a worker's settings.
 
@@ -164,6 +177,7 @@ class WorkerCore:
         timeout_s = None if timeout is None else to_ms(timeout, "timeout", minimum_ms=1, maximum_s=MAX_TIMEOUT_S) / 1000
         if on_event is not None and not callable(on_event):
             raise InvalidType(f"on_event must be callable, got {on_event!r}")
+        check_policy(policy)
         cap = MAX_BATCH if prefetch is None else prefetch
         return cls(
             concurrency=concurrency,
@@ -177,6 +191,8 @@ class WorkerCore:
             on_event=on_event,
             log=logger or logging.getLogger("delayq.worker"),
             target=min(concurrency, cap),
+            policy=policy,
+            queue_max_attempts=queue_max_attempts,
         )
 
     # -- claiming: how many, and what is held
@@ -212,10 +228,58 @@ class WorkerCore:
         return entry is not None and not entry[2] and now - entry[1] < self.lock_ttl * 0.9
 
     def to_extend(self, now: float) -> list[Held]:
-        """The held claims whose lock was last made to last ``lock_ttl`` more than half
-        ``extend_every`` ago (a job that finishes quickly is never extended)."""
+        """The held claims whose lock was last made to last its ttl (:meth:`lock_of`) more than
+        half its extend interval ago (a job that finishes quickly is never extended)."""
         age = self.extend_every / 2
-        return [entry for entry in list(self.held.values()) if not entry[2] and now - entry[1] >= age]
+        if not self.rules:
+            return [entry for entry in list(self.held.values()) if not entry[2] and now - entry[1] >= age]
+        return [
+            entry
+            for entry in list(self.held.values())
+            if not entry[2] and now - entry[1] >= self.every_of((entry[0].id, entry[0].token)) / 2
+        ]
+
+    # -- per-job policy
+
+    def start(self, job: Job) -> Decision | None:
+        """Ask the policy about a job about to run (only when the worker has one): its settings are
+        kept until it is settled.
+
+        Returns:
+            None to run it, or a "dead" decision: its policy failed or it was claimed too often.
+        """
+        rules, verdict = rules_for(self.policy, job)
+        if rules is not None and verdict is None:
+            self.rules[job.id, job.token] = rules
+        return verdict
+
+    def relock(self, claim: Claim) -> float | None:
+        """The lock ttl to set a job to as it starts: its policy's, when that differs from the worker's."""
+        rules = self.rules.get(claim)
+        ttl = None if rules is None else rules.lock_ttl
+        return None if ttl is None or ttl == self.lock_ttl else float(ttl)
+
+    def lock_of(self, claim: Claim) -> float:
+        """Seconds each extend of a claim's lock gives it: its policy's ``lock_ttl``, or the worker's."""
+        rules = self.rules.get(claim) if self.rules else None
+        return self.lock_ttl if rules is None or rules.lock_ttl is None else float(rules.lock_ttl)
+
+    def every_of(self, claim: Claim) -> float:
+        """Seconds between extends of a claim's lock: the worker's, or a third of its own lock ttl if shorter."""
+        ttl = self.lock_of(claim)
+        return self.extend_every if ttl == self.lock_ttl else min(self.extend_every, ttl / 3)
+
+    def keepalive_wait(self) -> float:
+        """How long the extender may sleep: half the shortest extend interval of what is held."""
+        every = self.extend_every
+        for claim in list(self.rules):
+            every = min(every, self.every_of(claim))
+        return every / 2
+
+    def timeout_of(self, claim: Claim) -> float | None:
+        """Seconds a claim's handler may run: its policy's ``timeout``, or the worker's."""
+        rules = self.rules.get(claim) if self.rules else None
+        return self.timeout if rules is None or rules.timeout is None else float(rules.timeout)
 
     def extended(self, entry: Held, held: bool, now: float) -> None:
         """Note an extend's answer: the lock lasts ``lock_ttl`` from ``now``, or it was found lost."""
@@ -227,18 +291,23 @@ class WorkerCore:
 
     # -- settling: the outcome-to-event decisions
 
-    def settle(self, outcomes: Iterable[Outcome], done: list[Finished]) -> tuple[list[tuple[Job, float, str, float]], list[Job]]:
+    def settle(self, outcomes: Iterable[Outcome], done: list[Finished]) -> tuple[list[Failure], list[Job]]:
         """Take handlers' outcomes: successes join ``done`` (acked, and counted, with the next call),
-        lost locks are counted, failures are counted and returned for a nack.
+        lost locks are counted, failures are counted and returned for a nack, as
+        :func:`delayq._hooks.decide` says with the job's policy: ``Fail`` dead-letters now
+        (``dead=False``: the job joins ``done``, acked and counted "processed"), ``Retry`` gives
+        its delay, anything else the policy's (or the worker's) backoff and attempt limit.
 
         Returns:
-            (failures to nack: (job, seconds, error text, retry delay); jobs to release unstarted).
+            (failures to nack; jobs to release unstarted).
         """
-        failures, unstarted = [], []
-        held, count, waiting = self.held, 0, len(done)
+        failures: list[Failure] = []
+        unstarted = []
+        held, rules, count, waiting = self.held, self.rules, 0, len(done)
         for job, seconds, error in outcomes:
             count += 1
             entry = held.pop((job.id, job.token), None)
+            policy = rules.pop((job.id, job.token), None) if rules else None
             if error is Skipped.STOPPING:
                 unstarted.append(job)
             elif error is Skipped.LOST or entry is None or entry[2]:
@@ -246,12 +315,20 @@ class WorkerCore:
             elif error is None:
                 done.append((job, seconds))
             else:
-                assert isinstance(error, BaseException)
-                text = error_text(error)
-                self.record(WorkerEvent("failed", job, seconds, text))
-                with self._lock:  # random.Random is not meant to be shared between threads unguarded
-                    delay = self.backoff.delay(job.attempts, self.rng)
-                failures.append((job, seconds, text, delay))
+                if isinstance(error, Decision):
+                    decision = error
+                else:
+                    assert isinstance(error, BaseException)
+                    with self._lock:  # random.Random is not meant to be shared between threads unguarded
+                        decision = decide(
+                            job, error, policy, queue_max_attempts=self.queue_max_attempts, backoff=self.backoff, rng=self.rng
+                        )
+                if decision.action == "drop":
+                    self.log.info("job %s dropped by its handler (Fail, dead=False): %s", job.id, decision.error)
+                    done.append((job, seconds))
+                    continue
+                self.record(WorkerEvent("failed", job, seconds, decision.error))
+                failures.append((job, seconds, decision))
         now = time.monotonic()
         if not waiting and done:
             self.ack_by = now + BUSY_POLL_S
@@ -363,9 +440,11 @@ class WorkerCore:
 
     # -- timeouts
 
-    def timeout_error(self) -> TimeoutError:
-        """The failure of a handler that ran past ``timeout`` (its text is kept with the job)."""
-        return TimeoutError(f"the handler ran longer than the worker's timeout of {self.timeout:g}s")
+    def timeout_error(self, claim: Claim) -> TimeoutError:
+        """The failure of a handler that ran past its timeout (its text is kept with the job)."""
+        timeout = self.timeout_of(claim)
+        whose = "the worker's" if timeout == self.timeout else "its job's"
+        return TimeoutError(f"the handler ran longer than {whose} timeout of {timeout or 0:g}s")
 
     @property
     def max_abandoned(self) -> int:
@@ -377,10 +456,10 @@ class WorkerCore:
     def abandoned(self, job: Job, stuck: int) -> None:
         """Log a plain handler's thread given up at its timeout; ``stuck`` such threads still run."""
         self.log.warning(
-            "job %s: handler ran past the %gs timeout; its thread cannot be stopped and is abandoned "
+            "job %s: handler ran past its %ss timeout; its thread cannot be stopped and is abandoned "
             "(its result will be ignored); %d abandoned handler threads still run",
             job.id,
-            self.timeout,
+            self.timeout_of((job.id, job.token)),
             stuck,
         )
         if stuck > self.max_abandoned:
@@ -396,15 +475,16 @@ class WorkerCore:
     def overdue(self, running: dict[Claim, Any], now: float) -> list[Claim]:
         """The running claims (claim -> start, or (start, ...)) past the timeout (looked for at most
         every BUSY_POLL_S, or a tenth of the timeout: a handler fails that much late at most)."""
-        timeout = self.timeout
-        if timeout is None or now < self._scan_at:
+        timeout, rules = self.timeout, self.rules
+        if (timeout is None and not rules) or now < self._scan_at:
             return []
         # a scan costs a look at every running claim (1000 at most): at most every BUSY_POLL_S
-        self._scan_at = now + min(BUSY_POLL_S, timeout / 10)
+        self._scan_at = now + (BUSY_POLL_S if timeout is None else min(BUSY_POLL_S, timeout / 10))
         late = []
         for claim, value in list(running.items()):
             start = value[0] if isinstance(value, tuple) else value
-            if now - start >= timeout:
+            limit = self.timeout_of(claim) if rules else timeout
+            if limit is not None and now - start >= limit:
                 late.append(claim)
         return late
 

@@ -13,7 +13,7 @@ from typing import Any, Literal, Union
 
 from .. import aio
 from .._errors import InvalidArgument, InvalidType
-from .._hooks import Decision, JobPolicy, check_attempts, decide
+from .._hooks import Decision, JobPolicy, check_policy, decide, rules_for
 from .._sync import Queue
 from .._types import Job
 from .._validate import MAX_BATCH, MAX_LOCK_TTL_S, Duration, check_int, to_ms
@@ -88,8 +88,7 @@ def _plan(
 ) -> tuple[Callable[[Job], JobPolicy | None] | None, Backoff]:
     if not callable(handler):
         raise InvalidType(f"handler must be callable (or a delayq.tasks.Tasks), got {handler!r:.80}")
-    if policy is not None and not callable(policy):
-        raise InvalidType(f"policy must be callable, got {policy!r:.80}")
+    check_policy(policy)
     if backoff is not None and not isinstance(backoff, Backoff):
         raise InvalidType(f"backoff must be a delayq.Backoff, got {backoff!r:.80}")
     check_int(limit, "limit", 1, 10**6)
@@ -108,8 +107,7 @@ def _inline(
         if not jobs:
             break
         for job in jobs:
-            rules = None if policy is None else policy(job)
-            verdict = check_attempts(job, rules)
+            rules, verdict = rules_for(policy, job)  # a policy that raises or returns junk: a dead letter
             # the task's own lock, as a worker would hold it: from now, for its lock_ttl
             if verdict is None and rules is not None and rules.lock_ttl is not None and not (yield _Lock(job, rules.lock_ttl)):
                 outcomes.append(Outcome(job, "lock_lost"))
