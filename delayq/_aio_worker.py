@@ -93,6 +93,8 @@ class Worker(WorkerBase[Queue]):
         """While the main loop waits: the future a handler task resolves when there is work for it."""
         self._low = 0
         """Wake the main loop when the buffer holds this few jobs."""
+        self._nudge: asyncio.Future[None] | None = None
+        """While the extender sleeps: resolved to wake it (a job with a shorter lock started)."""
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signalled(sig.name)
@@ -316,6 +318,8 @@ class Worker(WorkerBase[Queue]):
         entry = core.held.get(claim)
         if entry is not None:
             core.extended(entry, held, now)
+        if self._nudge is not None:  # the extender may be asleep for longer than this job's lock lasts
+            _resolve(self._nudge)
         return None if held else Skipped.LOST
 
     def _expire(self) -> None:
@@ -349,7 +353,14 @@ class Worker(WorkerBase[Queue]):
                 except Exception as exc:
                     core.log.warning("writing the heartbeat failed (%s); will retry", exc)
                     next_beat = now + 1
-            await asyncio.sleep(min(core.keepalive_wait(), HEARTBEAT_EVERY_S))
+            loop = asyncio.get_running_loop()
+            self._nudge = nudge = loop.create_future()
+            timer = loop.call_later(min(core.keepalive_wait(), HEARTBEAT_EVERY_S), _resolve, nudge)
+            try:
+                await nudge
+            finally:
+                timer.cancel()
+                self._nudge = None
 
     async def _wait(self, timeout: float) -> None:
         """Sleep until a handler task has work for the main loop, or ``timeout``."""

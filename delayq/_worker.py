@@ -106,6 +106,8 @@ class Worker(WorkerBase[Queue]):
         """The main loop is about to wait: a handler thread wakes it when there is work for it."""
         self._low = 0
         """Wake the main loop when the buffer holds this few jobs."""
+        self._nudge = threading.Event()
+        """Wakes the extender: a job with a shorter lock started, or the worker stops."""
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signalled(signal.Signals(signum).name)
@@ -156,6 +158,7 @@ class Worker(WorkerBase[Queue]):
             self._shutdown(done)
         finally:
             self._hard.set()
+            self._nudge.set()
             for _ in range(core.concurrency + core.max_abandoned):  # every thread there may be
                 self._inbox.put(None)
             if self._stuck():
@@ -300,6 +303,7 @@ class Worker(WorkerBase[Queue]):
         entry = core.held.get(claim)
         if entry is not None:
             core.extended(entry, held, now)
+        self._nudge.set()  # the extender may be asleep for longer than this job's lock lasts
         return None if held else Skipped.LOST
 
     def _expire(self) -> None:
@@ -346,7 +350,8 @@ class Worker(WorkerBase[Queue]):
                 except Exception as exc:
                     core.log.warning("writing the heartbeat failed (%s); will retry", exc)
                     next_beat = now + 1
-            self._hard.wait(min(core.keepalive_wait(), HEARTBEAT_EVERY_S))
+            self._nudge.wait(min(core.keepalive_wait(), HEARTBEAT_EVERY_S))
+            self._nudge.clear()
 
     def _wait(self, timeout: float) -> None:
         """Sleep until a handler thread has work for the main loop, or ``timeout``."""
