@@ -327,7 +327,8 @@ class Tasks:
         """Run the task a job calls, here: the handler of a thread ``delayq.Worker``.
 
         An ``async def`` task runs in a fresh event loop (``asyncio.run``), cancelled at its
-        task's ``timeout``. (A plain function cannot be stopped: its timeout is the worker's.)
+        task's ``timeout``. (A plain function cannot be stopped: the worker, which takes the task's
+        timeout from :meth:`policy`, fails it at that timeout and abandons its thread.)
 
         Returns:
             What the task returned.
