@@ -398,6 +398,7 @@ class Worker(WorkerBase[Queue]):
             self.core.acked(done, result, final=True)
         left = [entry[0] for entry in self.core.held.values()]
         self.core.held.clear()
+        self.core.rules.clear()
         self._hard.set()  # a slot still running is cancelled, and its job given back
         for task in self._slots:
             task.cancel()

@@ -389,6 +389,7 @@ class Worker(WorkerBase[Queue]):
             self.core.acked(done, result, final=True)
         left = [entry[0] for entry in self.core.held.values()]
         self.core.held.clear()
+        self.core.rules.clear()
         for job in left:  # hard stop or grace over: back to the queue now, not after the lock expires
             self._release(job)
 

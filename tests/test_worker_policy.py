@@ -337,3 +337,23 @@ def test_the_command_line_worker_dead_letters_an_unknown_task_at_once(redis_url:
     assert q.stats() == QueueStats(ready=0, delayed=0, in_flight=0, dead=1)
     assert b"hello ann" in out
     client.close()
+
+
+def test_a_job_claimed_more_often_than_its_policy_allows_is_dead_lettered_unrun(env: Env) -> None:
+    """A job whose locks expired three times (it kept killing its worker, say) under a policy of
+    max_attempts=2 goes to the dead letters when claimed, without running a fourth time."""
+    q = env.queue()
+    q.enqueue(b"x", id="crasher")
+    view = delayq.Queue(env.raw, q.name)
+    for _ in range(2):
+        (job,) = view.dequeue(1, lock_ttl=0.01)
+        while view.get(job.id).state == "in_flight":  # type: ignore[union-attr]
+            time.sleep(0.01)
+    ran: list[int] = []
+    stats = work(
+        env, q, lambda job: ran.append(job.attempts), lambda s: s.dead_lettered == 1, policy=lambda job: JobPolicy(max_attempts=2)
+    )
+    assert ran == []
+    (dead,) = view.dead_letters()
+    assert dead.attempts == 3 and "claimed 3 times, more than its max_attempts=2" in (dead.error or "")
+    assert (stats.failed, stats.dead_lettered, stats.processed) == (1, 1, 0)
