@@ -290,6 +290,15 @@ class Tasks:
             Fail: The payload is not an envelope this registry can decode, names no registered
                 task, or carries arguments that do not fit the function (the reason says which).
         """
+        task, args, kwargs = self._unpack(job)
+        try:
+            task.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise Fail(f"job {job.id!r}: task {task.name!r} cannot take the arguments it was sent: {exc}") from exc
+        return task, args, kwargs
+
+    def _unpack(self, job: Job) -> tuple[Task[Any, Any], list[Any], dict[str, Any]]:
+        """:meth:`decode` without checking the arguments against the function's signature."""
         kind = getattr(self.serializer, "name", type(self.serializer).__name__)
         try:
             envelope = self.serializer.loads(job.payload)
@@ -306,10 +315,6 @@ class Tasks:
         if task is None:
             known = ", ".join(sorted(self._tasks)) or "none"
             raise Fail(f"job {job.id!r}: unknown task {name!r} (registered: {known})")
-        try:
-            task.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise Fail(f"job {job.id!r}: task {name!r} cannot take the arguments it was sent: {exc}") from exc
         return task, args, kwargs
 
     def policy(self, job: Job) -> JobPolicy | None:
@@ -318,8 +323,8 @@ class Tasks:
         Returns:
             The task's JobPolicy, or None.
         """
-        try:
-            return self.decode(job)[0].policy
+        try:  # not the arguments' check against the signature: a worker asks this of every job, and run checks it
+            return self._unpack(job)[0].policy
         except Fail:
             return None
 
