@@ -39,10 +39,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def given_url(variable: str) -> str | None:
+    """The server named in the environment, for this process: under pytest-xdist only the first
+    worker uses it and the others start private ones, since tests flush scripts and set server-wide
+    configuration that would disturb another worker's tests on a shared server."""
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":
+        return None
+    return os.environ.get(variable) or None
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """The URL of a real Redis: $DELAYQ_REDIS_URL, or a private redis-server for the session."""
-    url = os.environ.get("DELAYQ_REDIS_URL")
+    url = given_url("DELAYQ_REDIS_URL")
     if url:
         yield url
         return
@@ -59,7 +68,7 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def cluster_url() -> Iterator[str]:
     """A node of a real Redis Cluster: $DELAYQ_CLUSTER_URL, or a local 3-master, 3-replica cluster."""
-    url = os.environ.get("DELAYQ_CLUSTER_URL")
+    url = given_url("DELAYQ_CLUSTER_URL")
     if url:
         yield url
         return
