@@ -10,9 +10,10 @@ dead-lettered once it has used its attempts). Two exceptions carry a decision of
 
 A worker may also take a ``policy(job) -> JobPolicy | None``: per-job settings (attempt limit,
 backoff, timeout, lock ttl) that override the worker's, as ``delayq.tasks.Tasks.policy`` gives
-each task's. :func:`decide` and :func:`check_attempts` are the one place that turns an outcome
-and a policy into what happens to the job; ``delayq.testing.run_due`` uses them, and so should
-a worker.
+each task's. :func:`rules_for` (which asks the policy, and refuses a job claimed too often:
+:func:`check_attempts`) and :func:`decide` are the one place that turns a job, its policy and its
+outcome into what happens to it: ``delayq.Worker``, ``delayq.aio.Worker`` (through
+``delayq._worker_core``) and ``delayq.testing.run_due`` all use them, so they cannot drift.
 """
 
 from __future__ import annotations
