@@ -11,11 +11,11 @@ import inspect
 import signal
 import threading
 import time
-from collections.abc import Callable
 
 import redis
 
 from ._aio import Queue
+from ._daemon import in_daemon_thread
 from ._heartbeats import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S
 from ._hooks import Decision
 from ._replies import AckResult
@@ -30,32 +30,6 @@ __all__ = ["Worker"]
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def _in_daemon_thread(function: Callable[[Job], object], job: Job) -> tuple[asyncio.Future[object], threading.Thread]:
-    """Run a plain handler on a daemon thread. asyncio.to_thread's executor is joined when the
-    loop closes, so a hard stop would still wait for a running handler."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[object] = loop.create_future()
-
-    def settle(value: object, error: BaseException | None) -> None:
-        if not future.done():
-            if error is None:
-                future.set_result(value)
-            else:
-                future.set_exception(error)
-
-    def target() -> None:
-        try:
-            value, error = function(job), None
-        except BaseException as exc:  # handed to the awaiting task
-            value, error = None, exc
-        with contextlib.suppress(RuntimeError):  # the loop may be closed after a hard stop
-            loop.call_soon_threadsafe(settle, value, error)
-
-    thread = threading.Thread(target=target, name=f"delayq-handler-{job.id[:16]}", daemon=True)
-    thread.start()
-    return future, thread
 
 
 class Worker(WorkerBase[Queue]):
@@ -266,7 +240,7 @@ class Worker(WorkerBase[Queue]):
             thread = None
             try:
                 if plain:
-                    future, thread = _in_daemon_thread(handler, job)
+                    future, thread = in_daemon_thread(f"delayq-handler-{job.id[:16]}", handler, job)
                     result = await future
                     if inspect.isawaitable(result):
                         await result

@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from .. import aio
+from .._daemon import in_daemon_thread
 from .._errors import InvalidArgument, InvalidType
 from .._hooks import Fail, JobPolicy
 from .._sync import Queue
@@ -18,7 +19,7 @@ from .._types import Job
 from .._validate import DEFAULT_MAX_ATTEMPTS, Duration
 from .._worker_types import Backoff
 from ..periodic import Missed, PeriodicJob, Schedule, make_schedule
-from ._run import in_thread, limited
+from ._run import limited
 from ._serializers import Serializer, SerializerName, make_serializer
 from ._task import AnyQueue, P, R, Task, TaskDecorator, check_task_name, current, run_on_loop
 
@@ -369,7 +370,10 @@ class Tasks:
         try:
             if task.is_async:
                 return await limited(task.fn(*args, **kwargs), task)
-            result = await limited(in_thread(contextvars.copy_context(), task.fn, args, kwargs), task)
+            future, _ = in_daemon_thread(
+                f"delayq-task-{task.name[:24]}", contextvars.copy_context().run, task.fn, *args, **kwargs
+            )
+            result = await limited(future, task)
             if inspect.isawaitable(result):
                 return await limited(result, task)
             return result
