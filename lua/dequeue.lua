@@ -64,10 +64,9 @@ Returns: flat array: now_ms, next_ms, refused, dead_lettered, then for each clai
   While paused: now_ms, now_ms + 1000 (look again in a second), refused, 0, no jobs; a
   long-poll waiter stays registered in `waiters`, back within the second.
 Cost: O(log N + batch + k + log W + log C), W = waiters, C = claims registered: the acks
-  ZMSCORE the leases and the registry, then one ZREM/HDEL per structure; the claim
+  as in ack.lua (a call acked whole is read and removed by its score); the claim
   ZRANGEBYSCOREs `due`, HMGETs the payloads (and `meta`, while it exists), one ZADD to
-  `lease` and 3 to 4 calls on the registry; no per-job redis.call (but for an ack
-  refused or of an extended job: one each); section 5 adds at most 7 redis.call.
+  `lease` and 3 to 4 calls on the registry; no per-job redis.call; section 5 adds at most 7 redis.call.
   Passing over P jobs (P <= DEAD_CAP) adds O(P): the sweep and the claim each read
   further pages only while the batch is short, each page asking for the jobs still
   missing plus all passed over so far, so every further page at least doubles P:
@@ -162,79 +161,142 @@ end
 -- while its lease has not expired and its score is the one the claims registry holds for the
 -- token's call (or for this job of it, once extended), never for the SENTINEL; the lease goes
 -- first and the payload last, and a call's registry entry once none of its leases is left.
+-- A call acked whole (as many pairs as leases at its score: a worker acking what one call
+-- claimed) is checked by reading its leases' ids, and they go by score: no score comes back
+-- (Redis formats each with %.17g, the dearest part of a check) and no id goes to `lease`.
+-- Others are checked by ZMSCORE and go by name.
 -- Returns how many were applied, and the positions (1..count) of the refused ones, negated
 -- when the job is gone (no payload: acked or cancelled since; the SENTINEL is not)
 local function apply_acks(first, count)
-  local ids, calls, slot, listed, n = {}, {}, {}, {}, 0
-  local prev_tok, prev_call
+  local ids, calls, slot, listed, per, n = {}, {}, {}, {}, {}, 0
+  local prev_tok, k
   for i = 1, count do
     ids[i] = ARGV[first + 2 * i - 2]
     local tok = ARGV[first + 2 * i - 1]
     if tok ~= prev_tok then
-      prev_tok, prev_call = tok, string.sub(tok, -16)
-      if not slot[prev_call] then
+      prev_tok = tok
+      local call = string.sub(tok, -16)
+      k = slot[call]
+      if not k then
         n = n + 1
-        slot[prev_call], listed[n] = n, prev_call
+        k = n
+        slot[call], listed[n], per[n] = n, call, 0
       end
     end
-    calls[i] = prev_call
+    calls[i] = k
+    per[k] = per[k] + 1
   end
-  local exp = rcall('ZMSCORE', lease_key, unpack(ids))
   local reg = rcall('ZMSCORE', claims_key, unpack(listed))
-  -- a call's registered score, if its leases have not expired: the common case is one call,
-  -- so this is worked out once a call, and a job's check is one string comparison
-  local live = {}
-  for k = 1, n do
-    if reg[k] and math.floor(tonumber(reg[k])) > now then live[k] = reg[k] end
+  -- a call's registered score, if its leases have not expired; and for a call with as many
+  -- pairs as leases at that score, the set of their ids (at most its batch: no other lease
+  -- has that score)
+  local live, whole, intact = {}, {}, {}
+  for c = 1, n do
+    local r = reg[c]
+    if r and math.floor(tonumber(r)) > now then
+      live[c] = r
+      if rcall('ZCOUNT', lease_key, r, r) == per[c] then
+        local set = {}
+        local got = rcall('ZRANGEBYSCORE', lease_key, r, r)
+        for j = 1, #got do set[got[j]] = true end
+        whole[c], intact[c] = set, true
+      end
+    end
   end
-  local ok, acked, bad, extended, settled = {}, 0, {}, {}, {}
+  local ok, of, acked, done, settled = {}, {}, 0, {}, {}
+  local ask, a = {}, 0
   for i = 1, count do
-    local e, k = exp[i], slot[calls[i]]
-    local held = false
-    if e and e == live[k] and ids[i] ~= SENTINEL then
-      held = true
-      settled[k] = true
-    elseif e and ids[i] ~= SENTINEL and math.floor(tonumber(e)) > now then
-      if live[k] and tonumber(live[k]) == tonumber(e) then
-        held = true
-        settled[k] = true
-      else  -- the rare path: extended since the claim, or not held
-        local x = calls[i] .. '/' .. ids[i]
-        local s = rcall('ZSCORE', claims_key, x)
-        if s and tonumber(s) == tonumber(e) then
-          held = true
-          extended[#extended + 1] = x
+    local c, id = calls[i], ids[i]
+    local set = whole[c]
+    if set and set[id] and id ~= SENTINEL then
+      set[id] = nil
+      settled[c] = true
+      acked = acked + 1
+      ok[acked], of[acked], done[id] = id, c, true
+    else
+      if set then intact[c] = false end
+      a = a + 1
+      ask[a] = i
+    end
+  end
+  -- the others: ZMSCORE, and for the leases not at their call's score (extended since the
+  -- claim, or not held) the registry entries of extended jobs
+  local refused, extended = {}, {}
+  if a > 0 then
+    local asked = {}
+    for j = 1, a do asked[j] = ids[ask[j]] end
+    local exp = rcall('ZMSCORE', lease_key, unpack(asked))
+    local odd, xs, o = {}, {}, 0
+    local held = {}
+    for j = 1, a do
+      local e, c, id = exp[j], calls[ask[j]], asked[j]
+      if e and id ~= SENTINEL and not done[id] and math.floor(tonumber(e)) > now then
+        if live[c] and (e == live[c] or tonumber(live[c]) == tonumber(e)) then
+          held[j], done[id] = true, true
+          settled[c] = true
+        else
+          o = o + 1
+          odd[o], xs[o] = j, listed[c] .. '/' .. id
         end
       end
     end
-    if held then
-      acked = acked + 1
-      ok[acked] = ids[i]
-    else
-      bad[#bad + 1] = i
+    if o > 0 then
+      local ext = rcall('ZMSCORE', claims_key, unpack(xs))
+      for q = 1, o do
+        local j = odd[q]
+        if ext[q] and tonumber(ext[q]) == tonumber(exp[j]) and not done[asked[j]] then
+          held[j], done[asked[j]] = true, true
+          extended[#extended + 1] = xs[q]
+        end
+      end
     end
-  end
-  local refused = {}
-  if #bad > 0 then
-    local asked = {}
-    for k = 1, #bad do asked[k] = ids[bad[k]] end
-    local payloads = rcall('HMGET', payload_key, unpack(asked))
-    for k = 1, #bad do
-      if payloads[k] or asked[k] == SENTINEL then refused[k] = bad[k] else refused[k] = -bad[k] end
+    local bad = {}
+    for j = 1, a do
+      if held[j] then
+        local id = asked[j]
+        acked = acked + 1
+        ok[acked], of[acked] = id, 0
+      else
+        bad[#bad + 1] = j
+      end
+    end
+    if #bad > 0 then
+      local gone = {}
+      for q = 1, #bad do gone[q] = asked[bad[q]] end
+      local payloads = rcall('HMGET', payload_key, unpack(gone))
+      for q = 1, #bad do
+        local i = ask[bad[q]]
+        if payloads[q] or gone[q] == SENTINEL then refused[q] = i else refused[q] = -i end
+      end
     end
   end
   if acked > 0 then
-    rcall('ZREM', lease_key, unpack(ok))
+    local by_name, b = {}, 0
+    for j = 1, acked do
+      if not intact[of[j]] then
+        b = b + 1
+        by_name[b] = ok[j]
+      end
+    end
+    local drop = {}
+    for c = 1, n do
+      if intact[c] then
+        rcall('ZREMRANGEBYSCORE', lease_key, live[c], live[c])
+        drop[#drop + 1] = listed[c]
+      end
+    end
+    if b > 0 then rcall('ZREM', lease_key, unpack(by_name)) end
     if rcall('EXISTS', meta_key) == 1 then rcall('HDEL', meta_key, unpack(ok)) end
     if rcall('EXISTS', errors_key) == 1 then rcall('HDEL', errors_key, unpack(ok)) end
     rcall('HDEL', payload_key, unpack(ok))
-    if #extended > 0 then rcall('ZREM', claims_key, unpack(extended)) end
-    for k = 1, n do
-      local r = live[k]
-      if settled[k] and #rcall('ZRANGEBYSCORE', lease_key, r, r, 'LIMIT', 0, 1) == 0 then
-        rcall('ZREM', claims_key, listed[k])
+    for j = 1, #extended do drop[#drop + 1] = extended[j] end
+    for c = 1, n do
+      local r = live[c]
+      if settled[c] and not intact[c] and #rcall('ZRANGEBYSCORE', lease_key, r, r, 'LIMIT', 0, 1) == 0 then
+        drop[#drop + 1] = listed[c]
       end
     end
+    if #drop > 0 then rcall('ZREM', claims_key, unpack(drop)) end
   end
   return acked, refused
 end

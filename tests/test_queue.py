@@ -585,3 +585,31 @@ def test_equal_due_times_are_ordered_by_id(env: Env) -> None:
     assert [p.id for p in q.peek()] == order
     assert [p.id for p in q.peek(3)] == order[:3]
     assert [j.id for j in q.dequeue(6)] == order
+
+
+@pytest.mark.parametrize("via", ["ack_and_claim", "ack"])
+def test_a_claim_acked_in_parts_or_with_strangers_loses_no_job(env: Env, via: str) -> None:
+    """The acks of one claim's jobs are checked together (read by the claim's lease score): acking
+    part of a claim leaves the rest held and ackable; a claim's pairs padded with a job of another
+    claim, or with one job twice under another attempt count, ack only what the claim holds."""
+    q = env.queue()
+    q.enqueue_many([b"%d" % i for i in range(6)], ids=[f"j{i}" for i in range(6)])
+    first = q.dequeue(4, lock_ttl=30)
+    other = q.dequeue(2, lock_ttl=30)
+    twin = Job(first[0].id, first[0].payload, 2, "2:" + first[0].token.split(":")[1], first[0].lock_expires_ms, first[0].due_ms)
+    stranger = Job(other[0].id, other[0].payload, 1, first[0].token, other[0].lock_expires_ms, other[0].due_ms)
+
+    def ack(jobs: list[Job]) -> tuple[int, list[Job]]:
+        if via == "ack":
+            result = q.ack_claims(jobs)
+            return result.acked, result.refused
+        claimed = q.ack_and_claim(jobs, 1, 30)
+        assert claimed.jobs == []
+        return claimed.acked, claimed.refused
+
+    assert ack(first[:2]) == (2, [])  # part of a claim
+    # the rest of it, padded: a stranger under this claim's token, and the first job again
+    assert ack([first[2], stranger, first[3], twin]) == (2, [stranger, twin])
+    assert q.stats().in_flight == 2, "the other claim's jobs are still held"
+    assert ack(other) == (2, [])
+    assert q.stats().total == 0
