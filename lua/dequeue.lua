@@ -212,7 +212,7 @@ local function apply_acks(first, count)
       set[id] = nil
       settled[c] = true
       acked = acked + 1
-      ok[acked], of[acked], done[id] = id, c, true
+      ok[acked], of[acked] = id, c
     else
       if set then intact[c] = false end
       a = a + 1
@@ -232,7 +232,9 @@ local function apply_acks(first, count)
       local e, c, id = exp[j], calls[ask[j]], asked[j]
       if e and id ~= SENTINEL and not done[id] and math.floor(tonumber(e)) > now then
         if live[c] and (e == live[c] or tonumber(live[c]) == tonumber(e)) then
-          held[j], done[id] = true, true
+          -- held at its call's score; but read there (whole) and not matched: a second pair of
+          -- a job already acked above
+          held[j], done[id] = not whole[c], true
           settled[c] = true
         else
           o = o + 1
