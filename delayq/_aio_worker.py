@@ -20,7 +20,7 @@ from ._heartbeats import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S
 from ._hooks import Decision
 from ._replies import AckResult
 from ._types import NACK_OUTCOMES, Job
-from ._validate import MAX_BATCH
+from ._validate import MAX_BATCH, Checked
 from ._worker_base import WorkerBase
 from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerStats, claim_of, outage_pause
 
@@ -153,7 +153,7 @@ class Worker(WorkerBase[Queue]):
             # no long-poll with acks to send: if a later step of it failed, the acks it applied
             # would be sent again and refused, and the worker would count them as lost
             wait = core.poll if not core.held and not done else 0
-            result = await self.queue.ack_and_claim([job for job, _ in acks], room, core.lock_ttl, wait=wait)
+            result = await self.queue.ack_and_claim(Checked(job for job, _ in acks), room, core.lock_ttl, wait=wait)
             done[:] = core.acked(acks, result) + done[MAX_BATCH:]
             jobs = result.jobs
             core.hold(jobs, time.monotonic())
@@ -164,7 +164,7 @@ class Worker(WorkerBase[Queue]):
             return bool(jobs) or wait > 0 or (not core.held and not done)
         if core.ack_due(done, time.monotonic()):
             acks = done[:MAX_BATCH]
-            settled = await self.queue.ack_claims([job for job, _ in acks])
+            settled = await self.queue.ack_claims(Checked(job for job, _ in acks))
             done[:] = core.acked(acks, settled) + done[MAX_BATCH:]
         return False
 
@@ -365,7 +365,7 @@ class Worker(WorkerBase[Queue]):
         await self._settle(done)
         if done:
             try:
-                result = await self.queue.ack_claims([job for job, _ in done])
+                result = await self.queue.ack_claims(Checked(job for job, _ in done))
             except Exception as exc:
                 self.core.log.error("acking the finished jobs on shutdown failed: %s", exc)
                 result = AckResult(0, [], [job for job, _ in done])

@@ -46,6 +46,7 @@ from ._validate import (
     DEFAULT_MAX_ATTEMPTS,
     MAX_BATCH,
     MAX_LOCK_TTL_S,
+    Checked,
     Duration,
     Payload,
     check_claim,
@@ -199,7 +200,7 @@ class ShardedCore:
         to_ms(lock_ttl, "lock_ttl", minimum_ms=1, maximum_s=MAX_LOCK_TTL_S)  # now every exception below is a call's
         finished = check_claims(done)
         acks: dict[int, list[Job]] = {
-            index: [finished[p] for p in positions] for index, positions in self._group(j.id for j in finished).items()
+            index: Checked(finished[p] for p in positions) for index, positions in self._group(j.id for j in finished).items()
         }
         jobs: list[Job] = []
         settled = _Settled()
@@ -243,7 +244,7 @@ class ShardedCore:
         listed = check_claims(jobs)
         settled = _Settled()
         for index, positions in self._group(j.id for j in listed).items():
-            mine = [listed[p] for p in positions]
+            mine = Checked(listed[p] for p in positions)
             part = yield from self._ask(index, self.shards[index].ack_claims(mine), mine, settled)
             if part is not None:
                 settled.add(part.acked, part.refused, part.gone)

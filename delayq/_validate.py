@@ -28,6 +28,7 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_PAYLOAD_BYTES",
     "SENTINEL",
+    "Checked",
     "Duration",
     "Payload",
     "check_claim",
@@ -212,14 +213,22 @@ def check_claim(value: object) -> Job:
     return job
 
 
+class Checked(list[Job]):
+    """Claims already checked (as check_claims checks them): the jobs a worker acks, which it got
+    from its own claims, and a sharded queue's jobs for one shard. check_claims passes them as they
+    are; the check costs a worker's main thread about a tenth of its time a job."""
+
+
 def check_claims(jobs: object) -> list[Job]:
     """The jobs of an ack, each checked (see check_claim), once per claim (a job given twice counts
-    once), at most MAX_BATCH.
+    once), at most MAX_BATCH. A Checked list is passed as it is.
 
     Raises:
         InvalidType: ``jobs`` is not an iterable of Job, or one of them is not well-typed.
         InvalidArgument: A malformed job, or more than MAX_BATCH claims.
     """
+    if type(jobs) is Checked:
+        return jobs
     if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
         raise InvalidType(f"expected an iterable of Job, got {jobs!r:.80}")
     seen: dict[tuple[str, str], Job] = {}

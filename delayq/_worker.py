@@ -19,7 +19,7 @@ from ._hooks import Decision
 from ._replies import AckResult
 from ._sync import Queue
 from ._types import NACK_OUTCOMES, Job
-from ._validate import MAX_BATCH
+from ._validate import MAX_BATCH, Checked
 from ._worker_base import WorkerBase
 from ._worker_core import BUSY_POLL_S, Claim, Finished, Outcome, Skipped, WorkerStats, claim_of, outage_pause
 
@@ -189,7 +189,7 @@ class Worker(WorkerBase[Queue]):
             # no long-poll with acks to send: if a later step of it failed, the acks it applied
             # would be sent again and refused, and the worker would count them as lost
             wait = core.poll if not core.held and not done else 0
-            result = self.queue.ack_and_claim([job for job, _ in acks], room, core.lock_ttl, wait=wait)
+            result = self.queue.ack_and_claim(Checked(job for job, _ in acks), room, core.lock_ttl, wait=wait)
             done[:] = core.acked(acks, result) + done[MAX_BATCH:]
             jobs = result.jobs
             core.hold(jobs, time.monotonic())
@@ -200,7 +200,7 @@ class Worker(WorkerBase[Queue]):
             return bool(jobs) or wait > 0 or (not core.held and not done)
         if core.ack_due(done, time.monotonic()):
             acks = done[:MAX_BATCH]
-            settled = self.queue.ack_claims([job for job, _ in acks])
+            settled = self.queue.ack_claims(Checked(job for job, _ in acks))
             done[:] = core.acked(acks, settled) + done[MAX_BATCH:]
         return False
 
@@ -382,7 +382,7 @@ class Worker(WorkerBase[Queue]):
         self._settle(done)
         if done:
             try:
-                result = self.queue.ack_claims([job for job, _ in done])
+                result = self.queue.ack_claims(Checked(job for job, _ in done))
             except Exception as exc:
                 self.core.log.error("acking the finished jobs on shutdown failed: %s", exc)
                 result = AckResult(0, [], [job for job, _ in done])
