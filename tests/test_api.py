@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import FrozenInstanceError, fields
 from pathlib import Path
 
 import fakeredis
+import pytest
 
 import delayq
 import delayq.aio
+from delayq._replies import new_job
+from delayq._types import Job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,3 +99,16 @@ def test_every_module_imports_first_without_a_circle() -> None:
     done = subprocess.run([sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == modules and len(modules) > 20
+
+
+def test_the_fast_job_constructor_makes_the_job_job_makes() -> None:
+    """parse_dequeue builds Jobs by setting their slots (new_job): the same Job, field by field,
+    as Job(...) makes, frozen, equal and hashing alike; a field added to Job fails this."""
+    assert [f.name for f in fields(Job)] == ["id", "payload", "attempts", "token", "lock_expires_ms", "due_ms"]
+    values = ("an-id", b"a payload", 3, "3:0123456789abcdef", 1_700_000_030_000, 1_700_000_000_000)
+    fast, slow = new_job(*values), Job(*values)
+    assert type(fast) is Job
+    assert [getattr(fast, f.name) for f in fields(Job)] == list(values)
+    assert (fast, hash(fast), repr(fast)) == (slow, hash(slow), repr(slow))
+    with pytest.raises(FrozenInstanceError):
+        fast.id = "other"  # type: ignore[misc]
