@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 from delayq.__main__ import main
 from delayq.bench import PHASES
@@ -111,9 +112,10 @@ def test_json_records_the_command_line_given(program: list[str], tmp_path: Path)
 
 
 def test_every_phase_has_its_module_and_a_runnable_script() -> None:
-    # dashboard.py measures the web extra's pages, not the queue, and server_time.py compares this
-    # tree with a git revision (a wheel has no history): scripts of their own, not phases
-    others = ("dashboard", "server_time")
+    # dashboard.py measures the web extra's pages, not the queue, server_time.py compares this
+    # tree with a git revision (a wheel has no history), and server_floor.py compares dequeue.lua
+    # with a script that checks nothing: scripts of their own, not phases
+    others = ("dashboard", "server_time", "server_floor")
     scripts = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem not in others)
     assert scripts == sorted(PHASES)
     for name, phase in PHASES.items():
@@ -133,3 +135,25 @@ def test_every_phase_has_its_module_and_a_runnable_script() -> None:
         assert f"benchmarks/{name}.py [-h] [--url URL]" in text
         assert phase.summary[1:] in text  # the phase's own help (its first letter is capitalised there)
         assert "--only" not in result.stdout
+
+
+def test_the_floor_script_measures_both_sides_and_drains_its_queues(redis_url: str) -> None:
+    """benchmarks/server_floor.py prints the floor, delayq's figure and their ratio, and leaves
+    nothing behind on the server it measured."""
+
+    client = redis.Redis.from_url(redis_url)
+    before = set(client.scan_iter("delayq:{floor-*")) | set(client.scan_iter("delayq:{dq-*"))
+    result = subprocess.run(
+        [sys.executable, "benchmarks/server_floor.py", "--rounds", "2", "--jobs", "300", "--url", redis_url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=checkout_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    figures = [float(line.rsplit(":", 1)[1].strip().rstrip("x")) for line in result.stdout.splitlines()[1:]]
+    assert len(figures) == 3 and all(f > 0 for f in figures), result.stdout
+    after = set(client.scan_iter("delayq:{floor-*")) | set(client.scan_iter("delayq:{dq-*"))
+    assert after == before, "the drained queues' keys are gone"
