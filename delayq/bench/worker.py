@@ -7,6 +7,9 @@ On no-op jobs, in each round and on one server: the bare ``ack_and_dequeue`` loo
 Each worker is compared with the bare loop on its own kind of client: redis-py's asyncio client
 packs commands in Python where the sync one uses hiredis, so the asyncio loop is slower by
 itself, and that is not the worker's cost (the table shows aio.Worker against the sync loop too).
+The 5 ms case also shows its bound on one event loop: 1000 tasks sleeping 5 ms in turn with no
+queue at all (what the handlers cost the loop by themselves), and the rate if each job cost the
+asyncio bare loop's time plus that and nothing else; no asyncio worker on one thread can beat it.
 Ratios are the medians of each round's ratio. With the ``peers`` extra installed (saq, arq, huey), the same
 no-op drain by their own workers on the same server, and delayq's default worker as a multiple
 of each (see _peers.py).
@@ -136,6 +139,26 @@ async def _sleep_5ms(job: Any) -> None:
     await asyncio.sleep(SLOW_HANDLER_S)
 
 
+def sleepers(n: int) -> float:
+    """Seconds for SLOW_CONCURRENCY asyncio tasks to sleep 5 ms n times in all, with no queue: what
+    the 5 ms handlers cost the event loop by themselves (a sleep's timer, future and task step)."""
+
+    async def main() -> float:
+        left = n
+
+        async def slot() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                await asyncio.sleep(SLOW_HANDLER_S)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(slot() for _ in range(SLOW_CONCURRENCY)))
+        return time.perf_counter() - start
+
+    return asyncio.run(main())
+
+
 def measure(target: Target, opts: argparse.Namespace, progress: Progress) -> Result:
     """Jobs/s of the bare loop and of the workers, interleaved in each round; the peers' too."""
     n = 100_000 if opts.full else 20_000
@@ -148,6 +171,7 @@ def measure(target: Target, opts: argparse.Namespace, progress: Progress) -> Res
         "sync": lambda: sync_worker(target, n),
         "async": lambda: async_worker(target, n),
         "async_5ms": lambda: async_worker(target, n, _sleep_5ms, concurrency=SLOW_CONCURRENCY),
+        "sleepers": lambda: sleepers(n),
     }
     peers = {name: drain for name, drain in PEERS.items() if drain.available() and not target.fake}
     cells: dict[str, Cell] = {}
@@ -180,6 +204,11 @@ def measure(target: Target, opts: argparse.Namespace, progress: Progress) -> Res
             ratios.setdefault("bare_async", []).append(rates["bare_async"] / rates["bare"])
             ideal = min(SLOW_CONCURRENCY / SLOW_HANDLER_S, rates["bare_async"])
             ratios.setdefault("async_5ms", []).append(rates["async_5ms"] / ideal)
+            # one thread does the asyncio client's work and the sleeps' work, one after the other:
+            # with nothing else at all, a job costs the two together
+            bound = 1 / (1 / rates["bare_async"] + 1 / rates["sleepers"])
+            ratios.setdefault("bound_5ms", []).append(bound / ideal)
+            ratios.setdefault("async_5ms/bound", []).append(rates["async_5ms"] / bound)
     return {
         "jobs": n,
         "peer_jobs": peer_n,
@@ -199,13 +228,24 @@ def report(result: Result) -> str:
         "sync": "Worker, default settings",
         "async": "aio.Worker, default settings",
         "async_5ms": f"aio.Worker, concurrency {SLOW_CONCURRENCY}, 5 ms handlers",
+        "sleepers": f"{SLOW_CONCURRENCY} asyncio tasks sleeping 5 ms in turn, no queue",
     }
     rows = [
         [labels["bare"], rates["bare"], "1.00"],
         [labels["bare_async"], rates["bare_async"], f"{ratios['bare_async']:.2f} of bare"],
         [labels["sync"], rates["sync"], f"{ratios['sync']:.2f} of bare"],
         [labels["async"], rates["async"], f"{ratios['async']:.2f} of asyncio bare, {ratios['async/sync bare']:.2f} of bare"],
-        [labels["async_5ms"], rates["async_5ms"], f"{ratios['async_5ms']:.2f} of min(200,000/s, asyncio bare)"],
+        [
+            labels["async_5ms"],
+            rates["async_5ms"],
+            f"{ratios['async_5ms']:.2f} of min(200,000/s, asyncio bare), {ratios['async_5ms/bound']:.2f} of the bound",
+        ],
+        [labels["sleepers"], rates["sleepers"], "what the handlers cost the loop alone"],
+        [
+            "bound: asyncio bare loop + the sleeps, one thread",
+            1 / (1 / rates["bare_async"] + 1 / rates["sleepers"]),
+            f"{ratios['bound_5ms']:.2f} of min(200,000/s, asyncio bare)",
+        ],
     ]
     for name in result["peers"]:
         rows.append(
