@@ -11,7 +11,7 @@ KEYS[5] due      (zset)  waiting job id -> due time ms (only counted, for the cl
 KEYS[6] wake     (list)  long-poll wake-up tokens (deleted with an idle queue)
 KEYS[7] claims   (zset)  the claims registry (see dequeue.lua)
 ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
-ARGV[2..]        (id, token string) pairs, 1 to 1000, ids distinct
+ARGV[2..]        (id, token string) pairs, 1 to 1000, ids distinct (more: an error, nothing changed)
 Returns: array of integers: the positions (1..n, in ARGV pair order) of the acks
   refused because the lock was lost, negated when the job is gone (no payload: acked
   or cancelled since); empty when every one was applied.
@@ -49,6 +49,10 @@ local lapsed = '(' .. string.format('%d', now + 1)
 -- Returns how many were applied, and the positions (1..count) of the refused ones, negated
 -- when the job is gone (no payload: acked or cancelled since; the SENTINEL is not)
 local function apply_acks(first, count)
+  -- at most 1000 pairs (the client's cap), refused before anything is written: a call acked whole
+  -- loses its leases first, and the HDELs after would fail to unpack (Lua's limit is 8000
+  -- values), leaving payloads in no structure
+  if count > 1000 then error('at most 1000 acks a call, got ' .. count) end
   local ids, calls, slot, listed, per, n = {}, {}, {}, {}, {}, 0
   local prev_tok, k
   for i = 1, count do

@@ -42,7 +42,7 @@ ARGV[2] batch        (count) 1..1000, jobs to claim at most
 ARGV[3] lock_ttl     (ms)    lease length
 ARGV[4] token        (string) 16 hex digits, random per call; job i's token is "<attempts>:<token>"
 ARGV[5] max_attempts (count) 0 = unlimited
-ARGV[6] ack_count    (count) k, jobs to ack (0..1000), checked as ack.lua checks them
+ARGV[6] ack_count    (count) k, jobs to ack (0..1000; more: an error, nothing changed), checked as ack.lua checks them
                              (SENTINEL is never acked)
 ARGV[7..6+2k]        (id, token string) pairs to ack
 ARGV[7+2k]   waiter       (string) the caller's long-poll id; "" (or absent) = not a long-poll
@@ -168,6 +168,10 @@ end
 -- Returns how many were applied, and the positions (1..count) of the refused ones, negated
 -- when the job is gone (no payload: acked or cancelled since; the SENTINEL is not)
 local function apply_acks(first, count)
+  -- at most 1000 pairs (the client's cap), refused before anything is written: a call acked whole
+  -- loses its leases first, and the HDELs after would fail to unpack (Lua's limit is 8000
+  -- values), leaving payloads in no structure
+  if count > 1000 then error('at most 1000 acks a call, got ' .. count) end
   local ids, calls, slot, listed, per, n = {}, {}, {}, {}, {}, 0
   local prev_tok, k
   for i = 1, count do

@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 import redis
 from hypothesis import given, settings
 
@@ -144,3 +145,41 @@ def test_the_new_wake_up_paths_run_as_the_least_privileged_user(redis_url: str) 
     finally:
         admin.acl_deluser(user)
         admin.close()
+
+
+@pytest.mark.parametrize("script", ["ack", "dequeue"])
+def test_a_raw_ack_of_more_pairs_than_the_cap_changes_nothing(raw_client: redis.Redis, script: str) -> None:
+    """Below the client's cap of 1000 acks a call: ack.lua (and dequeue.lua's acks) sent 9000 pairs,
+    three claims of 3000 jobs each acked whole, removed the claims' leases by score and then failed
+    to unpack the 9000 ids for the HDELs (Lua's limit is 8000 values): 9000 payloads in no
+    structure. The ids were read by ZMSCORE before d7e5069, failing before any write; now the
+    pairs over the cap are refused first."""
+    q = delayq.Queue(raw_client, unique_name())
+    core: Any = q._core
+
+    def run(name: str, *args: bytes | str | int) -> Any:
+        call = core._call(name, *args)
+        return raw_client.eval(SCRIPTS[name].source, len(call.keys), *call.keys, *call.args)
+
+    for start in range(0, 9000, 1000):
+        q.enqueue_many([b"x"] * 1000, ids=[f"j{i}" for i in range(start, start + 1000)])
+    pairs: list[str] = []
+    for c in range(3):
+        token = f"{c:03x}0123456789abc"
+        reply = run("dequeue", 3000, 30_000, token, 0, 0, "", 0, 0)
+        for i in range(4, len(reply), 3):
+            pairs += [reply[i].decode(), "1:" + token]
+    assert len(pairs) == 18_000
+    before = snapshot(raw_client, q)
+    for args in (pairs, pairs[:2002]):
+        with pytest.raises(redis.ResponseError) as info:
+            if script == "ack":
+                run("ack", *args)
+            else:
+                run("dequeue", 1, 30_000, "fedcba9876543210", 0, len(args) // 2, *args, "", 0, 0)
+        assert snapshot(raw_client, q) == before, "a failed ack changed the queue"
+        assert "at most 1000 acks" in str(info.value)
+    # at the cap: applied (the first claim in part, so by name)
+    assert run("ack", *pairs[:2000]) == []
+    assert q.stats().in_flight == 8000
+    assert q.purge() == 8000
