@@ -220,7 +220,7 @@ local function apply_acks(first, count)
   for i = 1, count do
     local c, id = calls[i], ids[i]
     local set = whole[c]
-    if set and set[id] and id ~= SENTINEL and named(i) then
+    if set and set[id] and id ~= SENTINEL and (not used and atts[i] == 1 or used and named(i)) then
       set[id] = nil
       settled[c] = true
       acked = acked + 1
