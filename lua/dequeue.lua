@@ -164,7 +164,9 @@ end
 -- A call acked whole (as many pairs as leases at its score: a worker acking what one call
 -- claimed) is checked by reading its leases' ids, and they go by score: no score comes back
 -- (Redis formats each with %.17g, the dearest part of a check) and no id goes to `lease`.
--- Others are checked by ZMSCORE and go by name.
+-- Others are checked by ZMSCORE and go by name. A token's attempts must be the job's (the
+-- claims it used up, in meta, and this one): while meta does not exist, every job is on
+-- its first claim, so the check is the token's own.
 -- Returns how many were applied, and the positions (1..count) of the refused ones, negated
 -- when the job is gone (no payload: acked or cancelled since; the SENTINEL is not)
 local function apply_acks(first, count)
@@ -172,13 +174,14 @@ local function apply_acks(first, count)
   -- loses its leases first, and the HDELs after would fail to unpack (Lua's limit is 8000
   -- values), leaving payloads in no structure
   if count > 1000 then error('at most 1000 acks a call, got ' .. count) end
-  local ids, calls, slot, listed, per, n = {}, {}, {}, {}, {}, 0
-  local prev_tok, k
+  local ids, calls, atts, slot, listed, per, n = {}, {}, {}, {}, {}, {}, 0
+  local prev_tok, k, att
   for i = 1, count do
     ids[i] = ARGV[first + 2 * i - 2]
     local tok = ARGV[first + 2 * i - 1]
     if tok ~= prev_tok then
       prev_tok = tok
+      att = tonumber(string.match(tok, '^%d+'))
       local call = string.sub(tok, -16)
       k = slot[call]
       if not k then
@@ -188,7 +191,16 @@ local function apply_acks(first, count)
       end
     end
     calls[i] = k
+    atts[i] = att
     per[k] = per[k] + 1
+  end
+  -- the claims each job used up, while any job has used one up
+  local used
+  if rcall('EXISTS', meta_key) == 1 then used = rcall('HMGET', meta_key, unpack(ids)) end
+  local function named(i)
+    if not used then return atts[i] == 1 end
+    local u = used[i]
+    return atts[i] == (u and tonumber(string.match(u, '^%d+')) or 0) + 1
   end
   local reg = rcall('ZMSCORE', claims_key, unpack(listed))
   -- a call's registered score, if its leases have not expired; and for a call with as many
@@ -212,7 +224,7 @@ local function apply_acks(first, count)
   for i = 1, count do
     local c, id = calls[i], ids[i]
     local set = whole[c]
-    if set and set[id] and id ~= SENTINEL then
+    if set and set[id] and id ~= SENTINEL and (not used and atts[i] == 1 or used and named(i)) then
       set[id] = nil
       settled[c] = true
       acked = acked + 1
@@ -234,7 +246,7 @@ local function apply_acks(first, count)
     local held = {}
     for j = 1, a do
       local e, c, id = exp[j], calls[ask[j]], asked[j]
-      if e and id ~= SENTINEL and not done[id] and math.floor(tonumber(e)) > now then
+      if e and id ~= SENTINEL and not done[id] and math.floor(tonumber(e)) > now and named(ask[j]) then
         if live[c] and (e == live[c] or tonumber(live[c]) == tonumber(e)) then
           -- held at its call's score; but read there (whole) and not matched: a second pair of
           -- a job already acked above
@@ -292,7 +304,7 @@ local function apply_acks(first, count)
       end
     end
     if b > 0 then rcall('ZREM', lease_key, unpack(by_name)) end
-    if rcall('EXISTS', meta_key) == 1 then rcall('HDEL', meta_key, unpack(ok)) end
+    if used then rcall('HDEL', meta_key, unpack(ok)) end
     if rcall('EXISTS', errors_key) == 1 then rcall('HDEL', errors_key, unpack(ok)) end
     rcall('HDEL', payload_key, unpack(ok))
     for j = 1, #extended do drop[#drop + 1] = extended[j] end

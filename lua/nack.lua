@@ -17,7 +17,7 @@ ARGV[5] max_attempts (count) 0 = unlimited
 ARGV[6] error        (string) "" = keep the previous error text
 Returns: integer: 0 = lock not held (nothing changed; always for dequeue.lua's reserved
   SENTINEL, whatever the token), 1 = due again, 2 = dead-lettered.
-Cost: O(log N + log C), C = claims registered; at most 17 redis.call. Wakes one blocked consumer when the job becomes the earliest
+Cost: O(log N + log C), C = claims registered; at most 18 redis.call. Wakes one blocked consumer when the job becomes the earliest
   due and is due before every long-poll waiter will be back (see dequeue.lua).
 ]]
 local rcall = redis.call
@@ -76,11 +76,17 @@ end
 -- shared fragment: holds
 -- the token check: true while the lease has not expired and its score is the one the
 -- claims registry holds for the token's call ("<attempts>:<16 hex digits>", the call's part
--- last), or for this job of that call once extended; never for the SENTINEL
+-- last), or for this job of that call once extended, and its attempts are the job's (a
+-- token of one claim call names one claim of each job); never for the SENTINEL
 local function holds(id, tok)
   if id == SENTINEL then return false end
   local exp = rcall('ZSCORE', lease_key, id)
   if not exp or math.floor(tonumber(exp)) <= now then return false end
+  -- the token's attempts are the job's: the claims it used up (meta), and this one
+  local used = rcall('HGET', meta_key, id)
+  if tonumber(string.match(tok, '^%d+')) ~= (used and tonumber(string.match(used, '^%d+')) or 0) + 1 then
+    return false
+  end
   local call = string.sub(tok, -16)
   local reg = rcall('ZMSCORE', claims_key, call, call .. '/' .. id)
   for k = 1, 2 do

@@ -8,16 +8,17 @@ KEYS[2] lease    (zset)  claimed job id -> lock expiry ms
 KEYS[3] claims   (zset)  the claims registry (see dequeue.lua)
 KEYS[4] wake     (list)  wake-up tokens for consumers blocked in a long-poll (at most 1)
 KEYS[5] waiters  (zset)  long-poll waiter id -> the time it will be back at the latest, ms
+KEYS[6] meta     (hash)  job id -> the claims it used up (read: a token's attempts must match)
 ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[2] id
 ARGV[3] token    (string) "<attempts>:<token>" as dequeue gave it
 Returns: integer: 0 = lock not held (nothing changed), 1 = due again now.
-Cost: O(log N + log C), C = claims registered; at most 14 redis.call. Wakes one blocked consumer when the job becomes the earliest
+Cost: O(log N + log C), C = claims registered; at most 15 redis.call. Wakes one blocked consumer when the job becomes the earliest
   due and is due before every long-poll waiter will be back (see dequeue.lua).
 ]]
 local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
-local due_key, lease_key, claims_key, wake_key, waiters_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local due_key, lease_key, claims_key, wake_key, waiters_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, tok = ARGV[2], ARGV[3]
 
 -- shared fragment: clock
@@ -70,11 +71,17 @@ end
 -- shared fragment: holds
 -- the token check: true while the lease has not expired and its score is the one the
 -- claims registry holds for the token's call ("<attempts>:<16 hex digits>", the call's part
--- last), or for this job of that call once extended; never for the SENTINEL
+-- last), or for this job of that call once extended, and its attempts are the job's (a
+-- token of one claim call names one claim of each job); never for the SENTINEL
 local function holds(id, tok)
   if id == SENTINEL then return false end
   local exp = rcall('ZSCORE', lease_key, id)
   if not exp or math.floor(tonumber(exp)) <= now then return false end
+  -- the token's attempts are the job's: the claims it used up (meta), and this one
+  local used = rcall('HGET', meta_key, id)
+  if tonumber(string.match(tok, '^%d+')) ~= (used and tonumber(string.match(used, '^%d+')) or 0) + 1 then
+    return false
+  end
   local call = string.sub(tok, -16)
   local reg = rcall('ZMSCORE', claims_key, call, call .. '/' .. id)
   for k = 1, 2 do

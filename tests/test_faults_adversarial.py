@@ -3,6 +3,7 @@ API: each test failed before its fix (named in the test)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Any
@@ -183,3 +184,31 @@ def test_a_raw_ack_of_more_pairs_than_the_cap_changes_nothing(raw_client: redis.
     assert run("ack", *pairs[:2000]) == []
     assert q.stats().in_flight == 8000
     assert q.purge() == 8000
+
+
+def test_a_token_with_another_claims_attempts_is_refused_by_every_call(env: Env) -> None:
+    """A token names one claim of one job: "<attempts>:<call token>". Since the claims registry
+    fenced by the call alone, a redelivered job ("2:<call>") was acked, nacked, extended and
+    released with its call's first-claim token ("1:<call>"), the token of the call's other jobs:
+    found by tests/test_model.py's forged-claim rule. Refused now, and nothing changes."""
+
+    q = env.queue()
+    q.enqueue_many([b"a", b"b"], ids=["a", "b"])
+    (first,) = q.dequeue(1, lock_ttl=30)
+    assert first.id == "a"
+    q.nack(first)  # a's first claim is used up
+    jobs = {j.id: j for j in q.dequeue(2, lock_ttl=30)}
+    a, b = jobs["a"], jobs["b"]
+    assert (a.attempts, b.attempts) == (2, 1) and a.token.split(":")[1] == b.token.split(":")[1]
+    forged = dataclasses.replace(a, token=b.token)  # the call's own token, another claim's attempts
+    before = snapshot(env.raw, q)
+    assert q.ack(forged) is False
+    assert q.ack_claims([forged]).refused == [forged]
+    assert q.ack_and_claim([forged], 1, 30).refused == [forged]
+    assert q.extend(forged, 60) is False
+    assert q.nack(forged) == 0
+    assert q.release(forged) is False
+    after = snapshot(env.raw, q)
+    assert after == before, "a refused call changes nothing"
+    assert q.ack_many([a, b]) == 2  # the genuine tokens still hold
+    assert q.stats().total == 0
