@@ -38,8 +38,8 @@ KEYS[9] paused   (hash)  exists while the queue is paused (pause.lua): acks only
 KEYS[10] claims  (zset)  the claims registry: call token -> its leases' score, and
                          "<call token>/<job id>" -> the lease score of a job extended since
 ARGV[1] now          (ms)    TEST ONLY override of the server clock; "" = use TIME
-ARGV[2] batch        (count) 1..1000, jobs to claim at most
-ARGV[3] lock_ttl     (ms)    lease length
+ARGV[2] batch        (count) 1..1000, jobs to claim at most (else an error, nothing changed)
+ARGV[3] lock_ttl     (ms)    lease length, 1..43200000 (else an error, nothing changed)
 ARGV[4] token        (string) 16 hex digits, random per call; job i's token is "<attempts>:<token>"
 ARGV[5] max_attempts (count) 0 = unlimited
 ARGV[6] ack_count    (count) k, jobs to ack (0..1000; more: an error, nothing changed), checked as ack.lua checks them
@@ -91,6 +91,16 @@ local batch, ttl, token = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local max_attempts, ack_count = tonumber(ARGV[5]), tonumber(ARGV[6])
 local waiter, back_ms = ARGV[7 + 2 * ack_count] or '', tonumber(ARGV[8 + 2 * ack_count] or '0')
 local near_ms = tonumber(ARGV[9 + 2 * ack_count] or '0')
+-- what the client checks, checked again before anything is written, so a raw call can neither
+-- claim more than a batch, nor ask for a lease register() cannot place (an infinite or NaN
+-- expiry never moves on), nor name its claims with a token that is not one
+if not batch or batch ~= batch or batch < 1 or batch > 1000 or batch % 1 ~= 0 then
+  error('batch must be an integer 1..1000, got ' .. tostring(ARGV[2]))
+end
+if not ttl or ttl ~= ttl or ttl < 1 or ttl > 43200000 then
+  error('lock_ttl must be 1..43200000 ms, got ' .. tostring(ARGV[3]))
+end
+if #token ~= 16 or string.find(token, '[^0-9a-f]') then error('token must be 16 hex digits, got ' .. token) end
 
 -- shared fragment: clock
 local now = tonumber(ARGV[1])

@@ -9,7 +9,7 @@ KEYS[5] meta     (hash)  job id -> the claims it used up (read: a token's attemp
 ARGV[1] now      (ms)    TEST ONLY override of the server clock; "" = use TIME
 ARGV[2] id
 ARGV[3] token    (string) "<attempts>:<token>" as dequeue gave it
-ARGV[4] lock_ttl (ms)    new lease length, from the server's now
+ARGV[4] lock_ttl (ms)    new lease length, from the server's now, 1..43200000 (else an error)
 Returns: the new expiry (ms, integer string) when the lock was held, else 0 (nothing changed;
   always for dequeue.lua's reserved SENTINEL, whatever the token).
 Cost: O(log L + log C), C = claims registered; about 10 redis.call to lengthen a lock (the usual
@@ -21,6 +21,10 @@ local rcall = redis.call
 local SENTINEL = '~delayq~sentinel~keeps-lease-and-meta-in-fast-encodings~never-a-job-id~'
 local lease_key, claims_key, wake_key, waiters_key, meta_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, tok, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
+-- as dequeue.lua: a lease register() can place (an infinite or NaN expiry never moves on)
+if not ttl or ttl ~= ttl or ttl < 1 or ttl > 43200000 then
+  error('lock_ttl must be 1..43200000 ms, got ' .. tostring(ARGV[4]))
+end
 
 -- shared fragment: clock
 local now = tonumber(ARGV[1])

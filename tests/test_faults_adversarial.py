@@ -15,7 +15,7 @@ from hypothesis import given, settings
 import delayq
 from delayq._heartbeats import workers_key
 from delayq._scripts import SCRIPTS
-from delayq._validate import MAX_NAME_LENGTH, SENTINEL
+from delayq._validate import MAX_LOCK_TTL_S, MAX_NAME_LENGTH, SENTINEL
 from tests.helpers import Env, unique_name
 from tests.snapshots import snapshot
 from tests.test_longpoll import LATE_MS, Plan, run_waiters
@@ -151,7 +151,8 @@ def test_the_new_wake_up_paths_run_as_the_least_privileged_user(redis_url: str) 
 @pytest.mark.parametrize("script", ["ack", "dequeue"])
 def test_a_raw_ack_of_more_pairs_than_the_cap_changes_nothing(raw_client: redis.Redis, script: str) -> None:
     """Below the client's cap of 1000 acks a call: ack.lua (and dequeue.lua's acks) sent 9000 pairs,
-    three claims of 3000 jobs each acked whole, removed the claims' leases by score and then failed
+    claims acked whole (three of 3000 jobs then; nine of 1000 now that a raw batch is capped),
+    removed the claims' leases by score and then failed
     to unpack the 9000 ids for the HDELs (Lua's limit is 8000 values): 9000 payloads in no
     structure. The ids were read by ZMSCORE before d7e5069, failing before any write; now the
     pairs over the cap are refused first."""
@@ -165,9 +166,9 @@ def test_a_raw_ack_of_more_pairs_than_the_cap_changes_nothing(raw_client: redis.
     for start in range(0, 9000, 1000):
         q.enqueue_many([b"x"] * 1000, ids=[f"j{i}" for i in range(start, start + 1000)])
     pairs: list[str] = []
-    for c in range(3):
+    for c in range(9):  # nine claims of 1000 (a raw batch is capped too), each acked whole
         token = f"{c:03x}0123456789abc"
-        reply = run("dequeue", 3000, 30_000, token, 0, 0, "", 0, 0)
+        reply = run("dequeue", 1000, 30_000, token, 0, 0, "", 0, 0)
         for i in range(4, len(reply), 3):
             pairs += [reply[i].decode(), "1:" + token]
     assert len(pairs) == 18_000
@@ -212,3 +213,43 @@ def test_a_token_with_another_claims_attempts_is_refused_by_every_call(env: Env)
     assert after == before, "a refused call changes nothing"
     assert q.ack_many([a, b]) == 2  # the genuine tokens still hold
     assert q.stats().total == 0
+
+
+def test_raw_claims_past_the_clients_checks_are_refused_before_anything_is_written(raw_client: redis.Redis) -> None:
+    """Found by the acks adversary: a raw dequeue.lua call could claim 3000 jobs at once, take a
+    token that is not 16 hex digits (one with "/" collides with an extended job's registry entry),
+    or ask for an infinite lock_ttl, on which register() loops for ever (the server BUSY); extend.lua
+    too. Each is an error now, and the queue is as it was."""
+    q = delayq.Queue(raw_client, unique_name())
+    core: Any = q._core
+
+    def run(name: str, *args: bytes | str | int | float) -> Any:
+        call = core._call(name, *args)
+        return raw_client.eval(SCRIPTS[name].source, len(call.keys), *call.keys, *call.args)
+
+    assert delayq.MAX_BATCH == 1000 and MAX_LOCK_TTL_S * 1000 == 43_200_000  # the scripts' own bounds
+    q.enqueue_many([b"x"] * 1001)
+    (held,) = q.dequeue(1, lock_ttl=30)
+    before = snapshot(raw_client, q)
+    good = (5, 30_000, "0123456789abcdef")
+    cases: list[tuple[float, int | str, str]] = [
+        (1001, 30_000, good[2]),
+        (0, 30_000, good[2]),
+        (1.5, 30_000, good[2]),
+        (5, "inf", good[2]),
+        (5, "nan", good[2]),
+        (5, 0, good[2]),
+        (5, 43_200_001, good[2]),
+        (5, 30_000, "abc/j1abcdefabcd"),
+        (5, 30_000, "0123456789ABCDEF"),
+        (5, 30_000, "0123456789abcde"),
+    ]
+    for batch, ttl, token in cases:
+        with pytest.raises(redis.ResponseError):
+            run("dequeue", batch, ttl, token, 0, 0, "", 0, 0)
+        assert snapshot(raw_client, q) == before, (batch, ttl, token)
+    for ttl in ("inf", "nan", 0, 43_200_001):
+        with pytest.raises(redis.ResponseError):
+            run("extend", held.id, held.token, ttl)
+        assert snapshot(raw_client, q) == before, ttl
+    assert len(run("dequeue", *good, 0, 0, "", 0, 0)) == 4 + 3 * 5  # the good call still claims
