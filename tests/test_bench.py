@@ -31,6 +31,19 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run benchmarks/SCRIPT.py from this checkout."""
+    return subprocess.run(
+        [sys.executable, f"benchmarks/{script}.py", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=checkout_env(),
+    )
+
+
 def checkout_env(**changes: str) -> dict[str, str]:
     """The environment, with this checkout's delayq first on the path (benchmarks/ scripts import it)."""
     env = {k: v for k, v in os.environ.items() if k != "DELAYQ_REDIS_URL"}
@@ -121,15 +134,7 @@ def test_every_phase_has_its_module_and_a_runnable_script() -> None:
     for name, phase in PHASES.items():
         assert phase.name == name
         assert importlib.import_module(f"delayq.bench.{name}").PHASE is phase
-        result = subprocess.run(
-            [sys.executable, f"benchmarks/{name}.py", "--help"],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-            env=checkout_env(),
-        )
+        result = run_script(name, "--help")
         assert result.returncode == 0, result.stderr
         text = " ".join(result.stdout.split())
         assert f"benchmarks/{name}.py [-h] [--url URL]" in text
@@ -140,18 +145,9 @@ def test_every_phase_has_its_module_and_a_runnable_script() -> None:
 def test_the_floor_script_measures_both_sides_and_drains_its_queues(redis_url: str) -> None:
     """benchmarks/server_floor.py prints the floor, delayq's figure and their ratio, and leaves
     nothing behind on the server it measured."""
-
     client = redis.Redis.from_url(redis_url)
     before = set(client.scan_iter("delayq:{floor-*")) | set(client.scan_iter("delayq:{dq-*"))
-    result = subprocess.run(
-        [sys.executable, "benchmarks/server_floor.py", "--rounds", "2", "--jobs", "300", "--url", redis_url],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env=checkout_env(),
-    )
+    result = run_script("server_floor", "--rounds", "2", "--jobs", "300", "--url", redis_url)
     assert result.returncode == 0, result.stderr
     figures = [float(line.rsplit(":", 1)[1].strip().rstrip("x")) for line in result.stdout.splitlines()[1:]]
     assert len(figures) == 3 and all(f > 0 for f in figures), result.stdout
