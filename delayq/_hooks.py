@@ -204,7 +204,7 @@ def decide(
         The decision; the worker nacks with ``nack_limited(job, delay, error, max_attempts=...)``
         ("retry"; limit 1 for "dead") or acks ("drop").
     """
-    limit = queue_max_attempts if policy is None else policy.max_attempts
+    limit = queue_max_attempts if policy is None else _lower(policy.max_attempts, queue_max_attempts)
     if isinstance(exc, Fail):
         return Decision("dead" if exc.dead else "drop", 0.0, _reason(exc.reason), 1)
     curve = backoff if policy is None or policy.backoff is None else policy.backoff
@@ -215,6 +215,17 @@ def decide(
             delay = to_ms(exc.delay, "delay", minimum_ms=0, maximum_s=MAX_DELAY_S) / 1000
         return Decision("retry", delay, f"Retry: {_reason(exc.reason)}", limit)
     return Decision("retry", curve.delay(job.attempts, rng), error_text(exc), limit)
+
+
+def _lower(policy_max: int | None, queue_max: int | None) -> int | None:
+    """The attempt limit a failure is nacked with: the lower of the policy's and the queue's
+    (None: no limit). The queue dead-letters a job claimed its ``max_attempts`` times when it is
+    claimed again, so a policy's higher (or None) limit would have the last failure nacked as
+    "retried" and the job then dead-lettered by a claim, unseen by the worker's counters, after
+    a backoff wait for nothing."""
+    if policy_max is None:
+        return queue_max
+    return policy_max if queue_max is None else min(policy_max, queue_max)
 
 
 def _reason(reason: object) -> str:

@@ -127,6 +127,36 @@ def test_a_tasks_own_max_attempts_and_backoff_apply(env: Env) -> None:
     assert (dead.attempts, dead.error) == (2, "ValueError: still broken")
 
 
+@pytest.mark.parametrize("task_max", [None, 10])
+def test_a_tasks_max_attempts_above_its_queues_is_dead_lettered_by_the_failure_not_a_claim(
+    env: Env, task_max: int | None
+) -> None:
+    """A task allowing more attempts (or None) than its queue (3): the third failure dead-letters
+    the job then, counted "dead_lettered". It was nacked "retried" with the task's limit, so the
+    worker counted 3 retries and no death, and the queue dead-lettered it unseen on its next claim
+    after a backoff wait for nothing."""
+    tasks = Tasks()
+    runs: list[int] = []
+
+    @tasks.task(max_attempts=task_max, backoff=Backoff(base=0.05, jitter=0))
+    def broken() -> None:
+        job = delayq.tasks.current_job()
+        assert job is not None
+        runs.append(job.attempts)
+        raise ValueError("still broken")
+
+    q = env.queue(max_attempts=3)
+    bind(env, tasks, q)
+    enqueue(env, broken)
+    events: list[WorkerEvent] = []
+    stats = work(env, q, tasks, lambda s: s.dead_lettered == 1, events=events, within=5)
+    assert runs == [1, 2, 3]
+    assert (stats.failed, stats.retried, stats.dead_lettered) == (3, 2, 1)
+    assert [e.kind for e in events if e.kind in ("retried", "dead_lettered")] == ["retried", "retried", "dead_lettered"]
+    (dead,) = delayq.Queue(env.raw, q.name).dead_letters()
+    assert (dead.attempts, dead.error) == (3, "ValueError: still broken")
+
+
 def test_retry_reschedules_by_its_delay(env: Env) -> None:
     q = env.queue()
     q.enqueue(b"x", id="later")
