@@ -379,6 +379,7 @@ class Worker(WorkerBase[Queue]):
             self._wait(min(BUSY_POLL_S, max(0.0, deadline - time.monotonic())))
             self._expire()
             self._settle(done)
+            self._ack_in_grace(done)
         self._settle(done)
         if done:
             try:
@@ -392,6 +393,24 @@ class Worker(WorkerBase[Queue]):
         self.core.rules.clear()
         for job in left:  # hard stop or grace over: back to the queue now, not after the lock expires
             self._release(job)
+
+    def _ack_in_grace(self, done: list[Finished]) -> None:
+        """During a stop's grace, ack the jobs finished meanwhile as the running loop does (within
+        BUSY_POLL_S): a finished job's lock is no longer extended, so an ack kept for the end of
+        the grace would be refused once it expired, and the finished job would run again. A call
+        that fails leaves them for the final ack."""
+        core = self.core
+        if not core.ack_due(done, time.monotonic()):
+            return
+        acks = done[:MAX_BATCH]
+        try:
+            settled = self.queue.ack_claims(Checked(job for job, _ in acks))
+        except Exception as exc:  # as the final ack: a stop must go on to give back what it holds
+            core.log.warning("acking finished jobs during the stop failed (%s); will retry", exc)
+            core.unsure(acks)
+            core.ack_by = time.monotonic() + BUSY_POLL_S
+            return
+        done[:] = core.acked(acks, settled) + done[MAX_BATCH:]
 
     def _release(self, job: Job) -> None:
         """Give back a job that did not fail (DESIGN rule 7: no attempt used), and count what happened."""

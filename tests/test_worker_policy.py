@@ -189,6 +189,25 @@ def test_retry_on_the_last_attempt_dead_letters(env: Env) -> None:
     assert (dead.attempts, dead.error) == (2, "Retry: again")
 
 
+def test_a_job_finished_during_the_grace_is_acked_before_its_lock_expires(env: Env) -> None:
+    """On a graceful stop, a handler that finishes while another still runs is acked then, not
+    only once the last one is done: its lock is no longer extended once it has finished, so its
+    ack waited past lock_ttl (0.3 s here) was refused, counted "lock_lost", and the finished job
+    came back to run again."""
+    q = env.queue()
+    q.enqueue(b"quick", id="quick")
+    q.enqueue(b"long", id="long")
+    started: list[str] = []
+
+    def handler(job: Job) -> None:
+        started.append(job.id)
+        time.sleep(0.1 if job.id == "quick" else 1.2)
+
+    stats = work(env, q, handler, lambda s: len(started) == 2, concurrency=2, lock_ttl=0.3, prefetch=0)
+    assert (stats.processed, stats.lock_lost, stats.returned) == (2, 0, 0)
+    assert delayq.Queue(env.raw, q.name).stats() == QueueStats(ready=0, delayed=0, in_flight=0, dead=0)
+
+
 def test_fail_dead_letters_at_once_and_fail_not_dead_drops(env: Env) -> None:
     q = env.queue()  # 20 attempts left: Fail does not use them
     q.enqueue_many([b"a", b"b", b"c"], ids=["doomed", "stale", "fine"])
