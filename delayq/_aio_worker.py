@@ -231,6 +231,8 @@ class Worker(WorkerBase[Queue]):
                 continue
             if policy is not None:
                 verdict = await self._start(job, claim, now)
+                if verdict is None and stopping():  # stopped while its lock was set: the stop may be past its grace
+                    verdict = Skipped.STOPPING
                 if verdict is not None:
                     outcomes.append((job, 0.0, verdict))
                     continue

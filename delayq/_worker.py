@@ -92,6 +92,8 @@ class Worker(WorkerBase[Queue]):
         """Claimed jobs waiting for a handler thread: the prefetch buffer."""
         self._outcomes: collections.deque[Outcome] = collections.deque()
         """What the handler threads finished, for the main loop to settle."""
+        self._starting: set[Claim] = set()
+        """Claims a handler thread took from the inbox and has not yet started nor given an outcome."""
         self._running: dict[Claim, float] = {}
         """When each running handler started (time.monotonic()); whoever pops a claim first (the
         thread at its end, or _expire at the timeout) settles it."""
@@ -242,22 +244,32 @@ class Worker(WorkerBase[Queue]):
         core, handler, running, outcomes = self.core, self.handler, self._running, self._outcomes
         policy = core.policy
         get, monotonic, stopping = self._inbox.get, time.monotonic, self._stop.is_set
+        starting = self._starting
         while (job := get()) is not None:
             claim = (job.id, job.token)
-            if stopping():
-                outcomes.append((job, 0.0, Skipped.STOPPING))
-                continue
-            now = monotonic()
-            if not core.runnable(claim, now):
-                outcomes.append((job, 0.0, Skipped.LOST))
-                continue
-            if policy is not None:
-                verdict = self._start(job, claim, now)
-                if verdict is not None:
-                    outcomes.append((job, 0.0, verdict))
+            # in _starting from before the stop check until it runs or has its outcome: a stop's
+            # grace waits for it (it reads _starting, then _running), so no job is given back
+            # while its handler starts here
+            starting.add(claim)
+            try:
+                if stopping():
+                    outcomes.append((job, 0.0, Skipped.STOPPING))
                     continue
                 now = monotonic()
-            running[claim] = now
+                if not core.runnable(claim, now):
+                    outcomes.append((job, 0.0, Skipped.LOST))
+                    continue
+                if policy is not None:
+                    verdict = self._start(job, claim, now)
+                    if verdict is None and stopping():  # the policy (or the relock) took a while
+                        verdict = Skipped.STOPPING
+                    if verdict is not None:
+                        outcomes.append((job, 0.0, verdict))
+                        continue
+                    now = monotonic()
+                running[claim] = now
+            finally:
+                starting.discard(claim)
             error: BaseException | None = None
             try:
                 handler(job)
@@ -375,7 +387,7 @@ class Worker(WorkerBase[Queue]):
             self.core.held.pop((job.id, job.token), None)
             self._release(job)
         deadline = time.monotonic() + self.core.grace
-        while self._running and not self._hard.is_set() and time.monotonic() < deadline:
+        while (self._starting or self._running) and not self._hard.is_set() and time.monotonic() < deadline:
             self._wait(min(BUSY_POLL_S, max(0.0, deadline - time.monotonic())))
             self._expire()
             self._settle(done)

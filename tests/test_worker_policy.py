@@ -208,6 +208,32 @@ def test_a_job_finished_during_the_grace_is_acked_before_its_lock_expires(env: E
     assert delayq.Queue(env.raw, q.name).stats() == QueueStats(ready=0, delayed=0, in_flight=0, dead=0)
 
 
+def test_a_job_whose_policy_runs_as_the_worker_stops_is_given_back_unrun(env: Env) -> None:
+    """A stop while a handler slot asks a (slow) policy about its job: the job is given back and
+    its handler never runs. The thread worker's stop saw no running handler, gave the job back
+    and returned, and the handler then ran the job it no longer held (the job ran here and again
+    elsewhere)."""
+    if env.api != "sync":
+        pytest.skip("a plain policy blocks the asyncio worker's loop: its stop comes once the job has started")
+    q = env.queue()
+    q.enqueue(b"x", id="one")
+    asked = threading.Event()
+    ran: list[str] = []
+
+    def policy(job: Job) -> None:
+        asked.set()
+        time.sleep(0.3)
+
+    def handler(job: Job) -> None:
+        ran.append(job.id)
+
+    stats = work(env, q, handler, lambda s: asked.is_set(), policy=policy)
+    time.sleep(0.4)
+    assert ran == []
+    assert (stats.processed, stats.returned, stats.lock_lost) == (0, 1, 0)
+    assert delayq.Queue(env.raw, q.name).stats().ready == 1
+
+
 def test_fail_dead_letters_at_once_and_fail_not_dead_drops(env: Env) -> None:
     q = env.queue()  # 20 attempts left: Fail does not use them
     q.enqueue_many([b"a", b"b", b"c"], ids=["doomed", "stale", "fine"])
