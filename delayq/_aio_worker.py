@@ -116,7 +116,7 @@ class Worker(WorkerBase[Queue]):
                     await asyncio.sleep(pause)
                     continue
                 if not busy:
-                    await self._wait(BUSY_POLL_S)
+                    await self._wait(core.nap(done, time.monotonic()))
             await self._shutdown(done)
         finally:
             self._hard.set()

@@ -156,7 +156,7 @@ class Worker(WorkerBase[Queue]):
                     self._stop.wait(pause)
                     continue
                 if not busy:
-                    self._wait(BUSY_POLL_S)
+                    self._wait(core.nap(done, time.monotonic()))
             self._shutdown(done)
         finally:
             self._hard.set()

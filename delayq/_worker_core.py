@@ -304,6 +304,7 @@ class WorkerCore:
         failures: list[Failure] = []
         unstarted = []
         held, rules, count, waiting = self.held, self.rules, 0, len(done)
+        soonest = float("inf")
         for job, seconds, error in outcomes:
             count += 1
             entry = held.pop((job.id, job.token), None)
@@ -314,6 +315,10 @@ class WorkerCore:
                 self.record(WorkerEvent("lock_lost", job, seconds))
             elif error is None:
                 done.append((job, seconds))
+                # a finished job's lock is no longer extended: ack it before half its lock is gone
+                ttl = self.lock_ttl if policy is None or policy.lock_ttl is None else float(policy.lock_ttl)
+                if ttl < 4 * BUSY_POLL_S:
+                    soonest = min(soonest, entry[1] + ttl / 2)
             else:
                 if isinstance(error, Decision):
                     decision = error
@@ -332,8 +337,14 @@ class WorkerCore:
         now = time.monotonic()
         if not waiting and done:
             self.ack_by = now + BUSY_POLL_S
+        self.ack_by = min(self.ack_by, soonest)
         self.measure(count, now)
         return failures, unstarted
+
+    def nap(self, done: list[Finished], now: float) -> float:
+        """How long the settling loop may sleep with nothing to do: BUSY_POLL_S, or less when a
+        finished job's ack is due sooner (its short lock would expire first)."""
+        return min(BUSY_POLL_S, max(0.0, self.ack_by - now)) if done else BUSY_POLL_S
 
     def ack_due(self, done: list[Finished], now: float) -> bool:
         """Whether to ack ``done`` on its own rather than with the next claim: acks wait for a

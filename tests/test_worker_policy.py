@@ -234,6 +234,28 @@ def test_a_job_whose_policy_runs_as_the_worker_stops_is_given_back_unrun(env: En
     assert delayq.Queue(env.raw, q.name).stats().ready == 1
 
 
+def test_a_finished_job_with_a_short_lock_is_acked_before_it_expires(env: Env) -> None:
+    """A job's lock is no longer extended once its handler has finished, and its ack waited up
+    to BUSY_POLL_S (50 ms) for the next claim: with a lock that short (a task's lock_ttl=0.05),
+    the ack of a job that finished while the buffer was full came too late, was refused
+    ("lock_lost") and the finished job ran again."""
+    tasks = Tasks()
+    runs: list[int] = []
+
+    @tasks.task(lock_ttl=0.05)
+    def slow(n: int) -> None:
+        runs.append(n)
+        time.sleep(0.1)
+
+    q = env.queue()
+    bind(env, tasks, q)
+    for n in range(24):
+        enqueue(env, slow, n)
+    stats = work(env, q, tasks, lambda s: s.processed + s.lock_lost >= 24, concurrency=4, within=10)
+    assert (stats.processed, stats.lock_lost) == (24, 0)
+    assert sorted(runs) == list(range(24))
+
+
 def test_fail_dead_letters_at_once_and_fail_not_dead_drops(env: Env) -> None:
     q = env.queue()  # 20 attempts left: Fail does not use them
     q.enqueue_many([b"a", b"b", b"c"], ids=["doomed", "stale", "fine"])
